@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# csvmm: set up a fresh Debian 12 machine and build everything (./build.sh), or run every test (./build.sh test).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+ROOT=$PWD
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+export CSVMM_CACHE=${CSVMM_CACHE:-$HOME/.cache/csvmm}
+
+# Debian packages csvmm's build, tests and benchmarks need (installed only when missing).
+APT_PACKAGES=(
+  gcc make linux-libc-dev            # struct-layout tests compile C against <linux/kvm.h>; bench's C KVM loop
+  linux-source bc flex bison libelf-dev libssl-dev cpio lz4 xz-utils   # the test kernel (tests/guest)
+  busybox-static e2fsprogs fdisk     # initramfs and ext4 disk images for guests
+  qemu-system-x86 seabios            # the benchmark baseline and real firmware
+  acpica-tools                       # iasl: independent check of csvmm's ACPI tables
+  secilc checkpolicy setools libsepol-dev   # SELinux policy build and oracle (sesearch)
+  strace
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+ensure_packages() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v dotnet >/dev/null || { echo "build.sh: the .NET 10 SDK (dotnet) is required" >&2; exit 1; }
+}
+
+build_managed() {
+  log "restore + build"
+  dotnet build csvmm.sln -c Release -v quiet -nologo -clp:NoSummary -p:WarningLevel=4 >"$ROOT/out/build.log" 2>&1 \
+    || { grep -E 'error|warning' "$ROOT/out/build.log" | sort -u | head -50 >&2; echo "build.sh: build failed (out/build.log)" >&2; exit 1; }
+  log "NativeAOT publish -> out/csvmm"
+  dotnet publish src/Csvmm/Csvmm.csproj -c Release -r linux-x64 -o "$ROOT/out/publish" -v quiet -nologo >"$ROOT/out/publish.log" 2>&1 \
+    || { tail -30 "$ROOT/out/publish.log" >&2; echo "build.sh: publish failed (out/publish.log)" >&2; exit 1; }
+  cp -f "$ROOT/out/publish/csvmm" "$ROOT/out/csvmm"
+}
+
+build_guest_kit() {
+  local s
+  for s in tests/guest/build-kernel.sh tests/guest/build-initramfs.sh tests/guest/build-disk.sh; do
+    [ -x "$s" ] || continue
+    log "guest kit: $s"
+    "$s" >"$ROOT/out/$(basename "$s" .sh).log" 2>&1 || { tail -40 "$ROOT/out/$(basename "$s" .sh).log" >&2; echo "build.sh: $s failed" >&2; exit 1; }
+  done
+}
+
+setup() {
+  mkdir -p out "$CSVMM_CACHE"
+  ensure_packages
+  [ -x policy/build.sh ] && { log "policy"; policy/build.sh; }
+  build_managed
+  build_guest_kit
+}
+
+run_tests() {
+  local results="$ROOT/out/test-results"
+  rm -rf "$results"; mkdir -p "$results"
+  local status=0 proj name
+  for proj in tests/*/*.csproj; do
+    name=$(basename "$proj" .csproj)
+    log "test: $name"
+    dotnet test "$proj" -c Release --no-build -nologo -v quiet \
+      --logger "trx;LogFileName=$name.trx" --logger "console;verbosity=normal" \
+      --results-directory "$results" >"$results/$name.log" 2>&1 || status=1
+    grep -E '^\s+(Failed|Skipped) ' "$results/$name.log" | sed 's/^/    /' >&2 || true
+  done
+  local passed=0 failed=0 skipped=0 f c
+  for f in "$results"/*.trx; do
+    [ -f "$f" ] || continue
+    c=$(grep -o '<Counters [^>]*' "$f" | head -1)
+    passed=$((passed + $(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$c")))
+    failed=$((failed + $(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$c") + $(sed -n 's/.* error="\([0-9]*\)".*/\1/p' <<<"$c")))
+    skipped=$((skipped + $(sed -n 's/.* notExecuted="\([0-9]*\)".*/\1/p' <<<"$c")))
+  done
+  # A project that crashed or failed to run leaves no trx: count it as a failure.
+  for proj in tests/*/*.csproj; do
+    name=$(basename "$proj" .csproj)
+    [ -f "$results/$name.trx" ] || { echo "build.sh: $name produced no results (see $results/$name.log)" >&2; failed=$((failed + 1)); status=1; }
+  done
+  [ "$failed" -eq 0 ] || status=1
+  echo "$passed passed, $failed failed, $skipped skipped"
+  return $status
+}
+
+case "${1:-setup}" in
+  setup|"") setup ;;
+  test) setup; run_tests ;;
+  *) echo "usage: ./build.sh [test]" >&2; exit 2 ;;
+esac

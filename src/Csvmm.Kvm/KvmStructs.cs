@@ -1,0 +1,251 @@
+using System.Runtime.InteropServices;
+
+// Byte-for-byte mirrors of <linux/kvm.h> (x86). Names follow the C fields so the layout test can
+// compare every offset against a gcc-compiled program; see tests/Csvmm.Kvm.Tests/LayoutTests.cs.
+#pragma warning disable IDE1006 // C field names
+namespace Csvmm.Kvm;
+
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmRegs
+{
+    public ulong rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
+    public ulong r8, r9, r10, r11, r12, r13, r14, r15;
+    public ulong rip, rflags;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmSegment
+{
+    public ulong @base;
+    public uint limit;
+    public ushort selector;
+    public byte type, present, dpl, db, s, l, g, avl, unusable, padding;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmDtable
+{
+    public ulong @base;
+    public ushort limit;
+    public fixed ushort padding[3];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmSregs
+{
+    public KvmSegment cs, ds, es, fs, gs, ss, tr, ldt;
+    public KvmDtable gdt, idt;
+    public ulong cr0, cr2, cr3, cr4, cr8, efer, apic_base;
+    public fixed ulong interrupt_bitmap[4];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmFpu
+{
+    public fixed byte fpr[128];
+    public ushort fcw, fsw;
+    public byte ftwx, pad1;
+    public ushort last_opcode;
+    public ulong last_ip, last_dp;
+    public fixed byte xmm[256];
+    public uint mxcsr, pad2;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmUserspaceMemoryRegion
+{
+    public uint slot, flags;
+    public ulong guest_phys_addr, memory_size, userspace_addr;
+    public const uint FlagLogDirtyPages = 1, FlagReadonly = 2;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmCpuidEntry2
+{
+    public uint function, index, flags, eax, ebx, ecx, edx;
+    public fixed uint padding[3];
+    public const uint FlagSignificantIndex = 1;
+}
+
+/// <summary>Header of struct kvm_cpuid2; <c>nent</c> entries of <see cref="KvmCpuidEntry2"/> follow it in memory.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmCpuid2
+{
+    public uint nent, padding;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmMsrEntry
+{
+    public uint index, reserved;
+    public ulong data;
+}
+
+/// <summary>Header of struct kvm_msrs; <c>nmsrs</c> entries of <see cref="KvmMsrEntry"/> follow it.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmMsrs
+{
+    public uint nmsrs, pad;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmPitConfig
+{
+    public uint flags;
+    public fixed uint pad[15];
+    public const uint FlagSpeakerDummy = 1;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmIrqLevel
+{
+    public uint irq;   // union { __u32 irq; __s32 status; }
+    public uint level;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmIoeventfd
+{
+    public ulong datamatch, addr;
+    public uint len;
+    public int fd;
+    public uint flags;
+    public fixed byte pad[36];
+    public const uint FlagDatamatch = 1 << 0, FlagPio = 1 << 1, FlagDeassign = 1 << 2;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmIrqfd
+{
+    public uint fd, gsi, flags, resamplefd;
+    public fixed byte pad[16];
+    public const uint FlagDeassign = 1 << 0, FlagResample = 1 << 1;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmEnableCap
+{
+    public uint cap, flags;
+    public fixed ulong args[4];
+    public fixed byte pad[64];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmLapicState
+{
+    public fixed byte regs[1024];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmMpState
+{
+    public uint mp_state;
+    public const uint Runnable = 0, Uninitialized = 1, InitReceived = 2, Halted = 3, SipiReceived = 4;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmVcpuEvents
+{
+    // exception
+    public byte exception_injected, exception_nr, exception_has_error_code, exception_pending;
+    public uint exception_error_code;
+    // interrupt
+    public byte interrupt_injected, interrupt_nr, interrupt_soft, interrupt_shadow;
+    // nmi
+    public byte nmi_injected, nmi_pending, nmi_masked, nmi_pad;
+    public uint sipi_vector;
+    public uint flags;
+    // smi
+    public byte smi_smm, smi_pending, smi_smm_inside_nmi, smi_latched_init;
+    // triple_fault
+    public byte triple_fault_pending;
+    public fixed byte reserved[26];
+    public byte exception_has_payload;
+    public ulong exception_payload;
+}
+
+/// <summary>The fixed head of struct kvm_run (the exit union starts at <see cref="KvmRunLayout.ExitUnion"/>).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmRunHeader
+{
+    public byte request_interrupt_window, immediate_exit;
+    public fixed byte padding1[6];
+    public uint exit_reason;
+    public byte ready_for_interrupt_injection, if_flag;
+    public ushort flags;
+    public ulong cr8, apic_base;
+}
+
+/// <summary>Exit-union members of struct kvm_run that csvmm reads; each sits at <see cref="KvmRunLayout.ExitUnion"/>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmRunIo
+{
+    public byte direction, size;
+    public ushort port;
+    public uint count;
+    public ulong data_offset;
+    public const byte In = 0, Out = 1;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmRunMmio
+{
+    public ulong phys_addr;
+    public fixed byte data[8];
+    public uint len;
+    public byte is_write;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmRunInternal
+{
+    public uint suberror, ndata;
+    public fixed ulong data[16];
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmRunFailEntry
+{
+    public ulong hardware_entry_failure_reason;
+    public uint cpu;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmRunSystemEvent
+{
+    public uint type, ndata;
+    public fixed ulong data[16];
+    public const uint Shutdown = 1, Reset = 2, Crash = 3;
+}
+
+/// <summary>Offsets inside struct kvm_run (x86), proven by the layout test.</summary>
+public static class KvmRunLayout
+{
+    public const int ExitUnion = 32;
+    public const int ExitUnionSize = 256;
+    public const int KvmValidRegs = 288;
+}
+
+/// <summary>KVM_EXIT_* reasons (linux/kvm.h).</summary>
+public enum KvmExitReason : uint
+{
+    Unknown = 0,
+    Exception = 1,
+    Io = 2,
+    Hypercall = 3,
+    Debug = 4,
+    Hlt = 5,
+    Mmio = 6,
+    IrqWindowOpen = 7,
+    Shutdown = 8,
+    FailEntry = 9,
+    Intr = 10,
+    SetTpr = 11,
+    TprAccess = 12,
+    Nmi = 16,
+    InternalError = 17,
+    SystemEvent = 24,
+    IoapicEoi = 26,
+    X86Rdmsr = 29,
+    X86Wrmsr = 30,
+}

@@ -1,0 +1,89 @@
+namespace Csvmm.Kvm;
+
+/// <summary>A KVM virtual machine: memory slots, the in-kernel irqchip and PIT, interrupt lines, eventfds, vCPUs.</summary>
+public sealed unsafe class KvmVm : IDisposable
+{
+    private readonly Kvm _kvm;
+    private readonly KvmVmHandle _handle;
+
+    internal KvmVm(Kvm kvm, KvmVmHandle handle)
+    {
+        _kvm = kvm;
+        _handle = handle;
+    }
+
+    public Kvm System => _kvm;
+
+    public int CheckExtension(KvmCap cap) => Math.Max(0, Native.Ioctl(_handle, KvmIoctl.CheckExtension, (ulong)cap));
+
+    public void SetUserMemoryRegion(uint slot, ulong guestPhysAddr, ulong size, nint hostAddress, bool readOnly)
+    {
+        var region = new KvmUserspaceMemoryRegion
+        {
+            slot = slot,
+            flags = readOnly ? KvmUserspaceMemoryRegion.FlagReadonly : 0,
+            guest_phys_addr = guestPhysAddr,
+            memory_size = size,
+            userspace_addr = (ulong)hostAddress,
+        };
+        Native.Check(_handle, KvmIoctl.SetUserMemoryRegion, &region,
+            $"KVM_SET_USER_MEMORY_REGION (slot {slot}, 0x{guestPhysAddr:x}+0x{size:x})");
+    }
+
+    public void SetTssAddr(ulong address)
+    {
+        int r = Native.Ioctl(_handle, KvmIoctl.SetTssAddr, address);
+        if (r < 0) KvmException.ThrowErrno("KVM_SET_TSS_ADDR", -r);
+    }
+
+    public void SetIdentityMapAddr(ulong address) =>
+        Native.Check(_handle, KvmIoctl.SetIdentityMapAddr, &address, "KVM_SET_IDENTITY_MAP_ADDR");
+
+    public void CreateIrqchip() => Native.Check(_handle, KvmIoctl.CreateIrqchip, null, "KVM_CREATE_IRQCHIP");
+
+    public void CreatePit2()
+    {
+        var cfg = new KvmPitConfig { flags = KvmPitConfig.FlagSpeakerDummy };
+        Native.Check(_handle, KvmIoctl.CreatePit2, &cfg, "KVM_CREATE_PIT2");
+    }
+
+    /// <summary>KVM_IRQ_LINE: set the level of a GSI on the in-kernel PIC/IOAPIC. Returns false on failure (no throw: vCPU path).</summary>
+    public bool SetIrqLine(uint gsi, bool level)
+    {
+        var l = new KvmIrqLevel { irq = gsi, level = level ? 1u : 0u };
+        return Native.Ioctl(_handle, KvmIoctl.IrqLine, &l) >= 0;
+    }
+
+    /// <summary>KVM_IOEVENTFD: make a guest write of <paramref name="length"/> bytes to <paramref name="address"/> signal <paramref name="fd"/> without a userspace exit.</summary>
+    public void RegisterIoeventfd(EventFdHandle fd, ulong address, uint length, bool pio, ulong? datamatch = null, bool deassign = false)
+    {
+        var e = new KvmIoeventfd
+        {
+            addr = address,
+            len = length,
+            fd = fd.Fd,
+            flags = (pio ? KvmIoeventfd.FlagPio : 0) | (datamatch.HasValue ? KvmIoeventfd.FlagDatamatch : 0)
+                    | (deassign ? KvmIoeventfd.FlagDeassign : 0),
+            datamatch = datamatch ?? 0,
+        };
+        Native.Check(_handle, KvmIoctl.Ioeventfd, &e, $"KVM_IOEVENTFD (0x{address:x})");
+    }
+
+    /// <summary>KVM_IRQFD: signalling <paramref name="fd"/> injects <paramref name="gsi"/>.</summary>
+    public void RegisterIrqfd(EventFdHandle fd, uint gsi, bool deassign = false)
+    {
+        var e = new KvmIrqfd { fd = (uint)fd.Fd, gsi = gsi, flags = deassign ? KvmIrqfd.FlagDeassign : 0 };
+        Native.Check(_handle, KvmIoctl.Irqfd, &e, $"KVM_IRQFD (gsi {gsi})");
+    }
+
+    public KvmVcpu CreateVcpu(int id)
+    {
+        var h = new KvmVcpuHandle();
+        int fd = Native.Ioctl(_handle, KvmIoctl.CreateVcpu, (ulong)id);
+        if (fd < 0) KvmException.ThrowErrno($"KVM_CREATE_VCPU {id}", -fd);
+        h.Adopt(fd);
+        return new KvmVcpu(id, h, _kvm.VcpuMmapSize);
+    }
+
+    public void Dispose() => _handle.Dispose();
+}

@@ -1,0 +1,28 @@
+namespace Csvmm.Machine;
+
+/// <summary>Where guest COM1 output goes, and whether host input feeds it.</summary>
+public enum SerialMode { Stdio, File, None }
+
+/// <summary>One --disk argument, parsed and validated (devices for it arrive with the block-device work).</summary>
+public sealed record DiskSpec(string Path, DiskInterface Interface, bool ReadOnly, DiskCache Cache);
+
+public enum DiskInterface { Virtio, Ide }
+public enum DiskCache { Writeback, None }
+
+/// <summary>Everything needed to build a VM. Validated by the CLI; the machine re-checks what it relies on.</summary>
+public sealed record MachineConfig
+{
+    public string? Kernel { get; init; }
+    public string? Initrd { get; init; }
+    public string Append { get; init; } = "";
+    public string? Firmware { get; init; }
+    public IReadOnlyList<DiskSpec> Disks { get; init; } = [];
+    public ulong MemoryBytes { get; init; } = 512UL << 20;
+    public int Cpus { get; init; } = 1;
+    public bool NoReboot { get; init; }
+    /// <summary>Stop the VM after this long (null: run until the guest ends).</summary>
+    public TimeSpan? Timeout { get; init; }
+    public string KvmDevice { get; init; } = "/dev/kvm";
+    /// <summary>Test and embedding seam: registers extra devices on the VM's buses before they are frozen.</summary>
+    public Action<VirtualMachine>? ExtraDevices { get; init; }
+}

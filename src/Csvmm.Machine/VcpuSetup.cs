@@ -1,0 +1,106 @@
+using Csvmm.Kvm;
+
+namespace Csvmm.Machine;
+
+/// <summary>Initial vCPU state: boot MSRs, FPU, LAPIC LINT pins, and the registers of each boot entry mode.</summary>
+public static class VcpuSetup
+{
+    // MSR numbers (Intel SDM vol. 4).
+    public const uint MsrIa32Tsc = 0x10, MsrSysenterCs = 0x174, MsrSysenterEsp = 0x175, MsrSysenterEip = 0x176;
+    public const uint MsrMiscEnable = 0x1A0, MsrMtrrDefType = 0x2FF;
+    public const uint MsrStar = 0xC000_0081, MsrLstar = 0xC000_0082, MsrCstar = 0xC000_0083, MsrSyscallMask = 0xC000_0084;
+    public const uint MsrKernelGsBase = 0xC000_0102;
+
+    /// <summary>The MSR values a freshly booted x86-64 CPU should have (as Firecracker sets them).</summary>
+    public static KvmMsrEntry[] BootMsrs() =>
+    [
+        new() { index = MsrSysenterCs }, new() { index = MsrSysenterEsp }, new() { index = MsrSysenterEip },
+        new() { index = MsrStar }, new() { index = MsrCstar }, new() { index = MsrKernelGsBase },
+        new() { index = MsrSyscallMask }, new() { index = MsrLstar }, new() { index = MsrIa32Tsc },
+        new() { index = MsrMiscEnable, data = 1 },                     // fast strings
+        new() { index = MsrMtrrDefType, data = (1UL << 11) | 6 },       // MTRRs enabled, default write-back
+    ];
+
+    /// <summary>x87 control word and MXCSR at their architectural reset values.</summary>
+    public static KvmFpu BootFpu() => new() { fcw = 0x37F, mxcsr = 0x1F80 };
+
+    private const int LvtLint0 = 0x350, LvtLint1 = 0x360;
+    private const uint DeliveryExtInt = 7 << 8, DeliveryNmi = 4 << 8;
+
+    /// <summary>LINT0 = ExtINT (the 8259 PIC's output), LINT1 = NMI, as on a PC.</summary>
+    public static unsafe void ConfigureLints(ref KvmLapicState lapic)
+    {
+        fixed (byte* regs = lapic.regs)
+        {
+            uint* lint0 = (uint*)(regs + LvtLint0);
+            uint* lint1 = (uint*)(regs + LvtLint1);
+            *lint0 = (*lint0 & ~0x700u) | DeliveryExtInt;
+            *lint1 = (*lint1 & ~0x700u) | DeliveryNmi;
+        }
+    }
+
+    /// <summary>Decodes a GDT descriptor into the kvm_segment KVM wants for the same selector.</summary>
+    public static KvmSegment SegmentFromDescriptor(ulong d, ushort selector)
+    {
+        ulong limit = (d & 0xFFFF) | ((d >> 32) & 0xF_0000);
+        byte g = (byte)((d >> 55) & 1);
+        if (g != 0) limit = (limit << 12) | 0xFFF;
+        return new KvmSegment
+        {
+            @base = ((d >> 16) & 0xFF_FFFF) | ((d >> 32) & 0xFF00_0000),
+            limit = (uint)limit,
+            selector = selector,
+            type = (byte)((d >> 40) & 0xF),
+            s = (byte)((d >> 44) & 1),
+            dpl = (byte)((d >> 45) & 3),
+            present = (byte)((d >> 47) & 1),
+            avl = (byte)((d >> 52) & 1),
+            l = (byte)((d >> 53) & 1),
+            db = (byte)((d >> 54) & 1),
+            g = g,
+            unusable = (byte)(((d >> 47) & 1) == 0 ? 1 : 0),
+        };
+    }
+
+    public const ulong Cr0Pe = 1, Cr0Et = 0x10, Cr0Ne = 0x20, Cr0Pg = 0x8000_0000;
+    public const ulong Cr4Pae = 0x20;
+    public const ulong EferLme = 0x100, EferLma = 0x400;
+
+    /// <summary>Long mode with paging on identity tables, as the Linux 64-bit boot protocol requires.</summary>
+    public static void Linux64(ref KvmRegs regs, ref KvmSregs sregs, ulong entry, ulong bootParams,
+        ulong gdtBase, ushort gdtLimit, ulong idtBase, ulong pml4,
+        ulong codeDescriptor, ushort codeSelector, ulong dataDescriptor, ushort dataSelector)
+    {
+        FlatSegments(ref sregs, gdtBase, gdtLimit, idtBase, codeDescriptor, codeSelector, dataDescriptor, dataSelector);
+        sregs.cr0 = Cr0Pe | Cr0Et | Cr0Ne | Cr0Pg;
+        sregs.cr3 = pml4;
+        sregs.cr4 = Cr4Pae;
+        sregs.efer = EferLme | EferLma;
+        regs = new KvmRegs { rflags = 2, rip = entry, rsi = bootParams, rsp = 0x8FF0, rbp = 0x8FF0 };
+    }
+
+    /// <summary>32-bit protected mode, paging off, flat segments: the PVH entry state (EBX = hvm_start_info).</summary>
+    public static void Pvh32(ref KvmRegs regs, ref KvmSregs sregs, ulong entry, ulong startInfo,
+        ulong gdtBase, ushort gdtLimit, ulong idtBase,
+        ulong codeDescriptor, ushort codeSelector, ulong dataDescriptor, ushort dataSelector)
+    {
+        FlatSegments(ref sregs, gdtBase, gdtLimit, idtBase, codeDescriptor, codeSelector, dataDescriptor, dataSelector);
+        sregs.cr0 = Cr0Pe | Cr0Et;
+        sregs.cr3 = 0;
+        sregs.cr4 = 0;
+        sregs.efer = 0;
+        regs = new KvmRegs { rflags = 2, rip = entry, rbx = startInfo };
+    }
+
+    private static void FlatSegments(ref KvmSregs sregs, ulong gdtBase, ushort gdtLimit, ulong idtBase,
+        ulong codeDescriptor, ushort codeSelector, ulong dataDescriptor, ushort dataSelector)
+    {
+        var code = SegmentFromDescriptor(codeDescriptor, codeSelector);
+        var data = SegmentFromDescriptor(dataDescriptor, dataSelector);
+        sregs.cs = code;
+        sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
+        sregs.tr = new KvmSegment { @base = 0, limit = 0xFFFF, selector = 0, type = 11, present = 1, s = 0 };
+        sregs.gdt = new KvmDtable { @base = gdtBase, limit = gdtLimit };
+        sregs.idt = new KvmDtable { @base = idtBase, limit = 0 };
+    }
+}

@@ -1,0 +1,149 @@
+using Csvmm.Kvm;
+using Csvmm.Memory;
+
+namespace Csvmm.Machine;
+
+/// <summary>
+/// One vCPU's host thread and its run loop. The loop allocates nothing per exit: KVM_RUN, a view over the
+/// mapped kvm_run page, a dispatch into the frozen buses. Anything that ends the VM goes to <see cref="RunControl"/>,
+/// which the main thread waits on; the main thread stops the others with immediate_exit + a signal kick.
+/// </summary>
+public sealed class VcpuThread
+{
+    private const int EINTR = 4, EAGAIN = 11;
+    private readonly KvmVcpu _vcpu;
+    private readonly ExitDispatcher _dispatcher;
+    private readonly RunControl _control;
+    private readonly GuestMemory _memory;
+    private readonly Thread _thread;
+    private readonly ManualResetEventSlim _started = new(false);
+    private nuint _pthread;
+
+    public VcpuThread(KvmVcpu vcpu, ExitDispatcher dispatcher, RunControl control, GuestMemory memory)
+    {
+        _vcpu = vcpu;
+        _dispatcher = dispatcher;
+        _control = control;
+        _memory = memory;
+        _thread = new Thread(Loop, 256 * 1024) { Name = $"vcpu{vcpu.Id}", IsBackground = true };
+    }
+
+    public KvmVcpu Vcpu => _vcpu;
+    public ExitDispatcher Dispatcher => _dispatcher;
+
+    public void Start()
+    {
+        _thread.Start();
+        _started.Wait();
+    }
+
+    /// <summary>Makes KVM_RUN return now (or at its next entry) so the loop sees the finished <see cref="RunControl"/>.</summary>
+    public void Kick()
+    {
+        _vcpu.ImmediateExit = true;
+        VcpuKick.Kick(Volatile.Read(ref _pthread));
+    }
+
+    public bool Join(TimeSpan timeout) => _thread.Join(timeout);
+
+    private void Loop()
+    {
+        Volatile.Write(ref _pthread, VcpuKick.CurrentThread());
+        _started.Set();
+        try
+        {
+            while (!_control.IsFinished)
+            {
+                int r = _vcpu.Run();
+                if (r < 0)
+                {
+                    if (r == -EINTR || r == -EAGAIN) continue;
+                    _control.Finish(new VmOutcome(VmExitKind.KvmError, $"KVM_RUN on vCPU {_vcpu.Id} failed (errno {-r})"));
+                    break;
+                }
+                ExitAction action = _dispatcher.Dispatch(_vcpu.RunView);
+                if (action == ExitAction.Continue) continue;
+                HandleTerminal(action);
+                break;
+            }
+        }
+        catch (Exception e)
+        {
+            // A device or KVM failure on this thread must end the VM cleanly, never the process.
+            _control.Finish(new VmOutcome(VmExitKind.KvmError, $"vCPU {_vcpu.Id}: {e.Message}"));
+        }
+    }
+
+    private void HandleTerminal(ExitAction action)
+    {
+        switch (action)
+        {
+            case ExitAction.SystemReset:
+                _control.RequestReset("KVM system event: reset");
+                return;
+            case ExitAction.SystemShutdown:
+                _control.RequestPowerOff("KVM system event: shutdown");
+                return;
+        }
+        if (_control.IsFinished) return;
+        var run = _vcpu.RunView;
+        string headline;
+        ReadOnlySpan<byte> insn = default;
+        byte[]? insnBytes = null;
+        switch (action)
+        {
+            case ExitAction.TripleFault:
+                headline = "guest triple fault (KVM_EXIT_SHUTDOWN)";
+                break;
+            case ExitAction.InternalError:
+                {
+                    ref KvmRunInternal ie = ref run.Internal;
+                    headline = $"KVM internal error, suberror {ie.suberror} ({SuberrorName(ie.suberror)})";
+                    insnBytes = InstructionBytes(ref ie);
+                    if (insnBytes is not null) insn = insnBytes;
+                    break;
+                }
+            case ExitAction.FailEntry:
+                headline = $"KVM entry failure, hardware reason 0x{run.FailEntry.hardware_entry_failure_reason:x}";
+                break;
+            default:
+                headline = $"unhandled KVM exit {(uint)run.ExitReason} ({run.ExitReason})";
+                if (run.ExitReason == Kvm.KvmExitReason.Io)
+                    headline += $" port 0x{run.Io.port:x} size {run.Io.size}";
+                break;
+        }
+        string report;
+        try
+        {
+            var regs = _vcpu.GetRegs();
+            var sregs = _vcpu.GetSregs();
+            report = CrashReport.Build(headline, _vcpu.Id, regs, sregs, _memory, insn);
+        }
+        catch (Exception e)
+        {
+            report = $"csvmm: {headline} on vCPU {_vcpu.Id} (registers unavailable: {e.Message})";
+        }
+        _control.Finish(new VmOutcome(VmExitKind.Crashed, headline, report));
+    }
+
+    private static string SuberrorName(uint s) => s switch
+    {
+        1 => "emulation failure",
+        2 => "simultaneous exceptions",
+        3 => "event delivery failure",
+        4 => "unexpected exit reason",
+        _ => "unknown",
+    };
+
+    /// <summary>For an emulation failure with KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES: data[1] = length, data[2..] = bytes.</summary>
+    private static unsafe byte[]? InstructionBytes(ref KvmRunInternal ie)
+    {
+        if (ie.suberror != 1 || ie.ndata < 3) return null;
+        if ((ie.data[0] & 1) == 0) return null;
+        int len = (int)Math.Min(ie.data[1], 15UL);
+        var bytes = new byte[len];
+        fixed (ulong* d = ie.data)
+            new ReadOnlySpan<byte>((byte*)(d + 2), len).CopyTo(bytes);
+        return bytes;
+    }
+}

@@ -1,0 +1,175 @@
+using Csvmm.Boot;
+using Csvmm.Devices;
+using Csvmm.Kvm;
+using Csvmm.Memory;
+using Serilog;
+
+namespace Csvmm.Machine;
+
+/// <summary>
+/// One booted VM: KVM VM + guest memory + platform devices + vCPU threads. <see cref="Create"/> builds it
+/// completely (nothing runs yet); <see cref="Run"/> starts the vCPUs and returns when the VM is done.
+/// A reset is handled by the caller building a fresh VirtualMachine (see <see cref="MachineRunner"/>).
+/// </summary>
+public sealed class VirtualMachine : IDisposable
+{
+    private readonly ILogger _log;
+    private readonly List<IDisposable> _owned = [];
+    private readonly List<VcpuThread> _vcpus = [];
+
+    public MachineConfig Config { get; }
+    public Kvm.Kvm Kvm { get; }
+    public KvmVm Vm { get; }
+    public GuestMemory Memory { get; }
+    public PortIoBus PortBus { get; } = new();
+    public MmioBus MmioBus { get; } = new();
+    public RunControl Control { get; } = new();
+    public Platform Platform { get; }
+    public IReadOnlyList<VcpuThread> Vcpus => _vcpus;
+
+    private VirtualMachine(MachineConfig config, Kvm.Kvm kvm, KvmVm vm, GuestMemory memory, ILogger log, ISerialOutput serialOut)
+    {
+        Config = config;
+        Kvm = kvm;
+        Vm = vm;
+        Memory = memory;
+        _log = log;
+        Platform = new Platform(this, serialOut);
+    }
+
+    /// <summary>Builds the whole machine. Throws KvmException, GuestMemoryException, BootException, DeviceException.</summary>
+    public static VirtualMachine Create(MachineConfig config, ILogger log, ISerialOutput serialOut)
+    {
+        VcpuKick.Install();
+        var kvm = Csvmm.Kvm.Kvm.Open(config.KvmDevice);
+        KvmVm? vm = null;
+        GuestMemory? memory = null;
+        VirtualMachine? machine = null;
+        try
+        {
+            kvm.RequireExtensions(Csvmm.Kvm.Kvm.RequiredCaps);
+            int max = kvm.MaxVcpus;
+            if (config.Cpus < 1 || config.Cpus > max)
+                throw new KvmException($"--cpus {config.Cpus}: this host's KVM supports 1 to {max} vCPUs");
+            vm = kvm.CreateVm();
+            vm.SetTssAddr(Layout.TssAddress.Value);
+            vm.SetIdentityMapAddr(Layout.IdentityMap.Value);
+            vm.CreateIrqchip();
+            vm.CreatePit2();
+            memory = new GuestMemory();
+            machine = new VirtualMachine(config, kvm, vm, memory, log, serialOut);
+            machine.Build();
+            return machine;
+        }
+        catch
+        {
+            if (machine is not null) machine.Dispose();
+            else
+            {
+                memory?.Dispose();
+                vm?.Dispose();
+                kvm.Dispose();
+            }
+            throw;
+        }
+    }
+
+    private void Build()
+    {
+        // RAM: below the 32-bit MMIO hole, and the rest above 4 GiB.
+        ulong size = Config.MemoryBytes;
+        ulong low = Math.Min(size, Layout.MmioHoleStart.Value);
+        Memory.AddRegion(GuestAddress.Zero, low, "ram-low");
+        if (size > low) Memory.AddRegion(Layout.FourGiB, size - low, "ram-high");
+
+        BootPlan plan = Platform.LoadGuest();
+        RegisterMemorySlots();
+        Platform.CreateDevices();
+        Config.ExtraDevices?.Invoke(this);
+        PortBus.Freeze();
+        MmioBus.Freeze();
+
+        var supported = Kvm.GetSupportedCpuid();
+        for (int i = 0; i < Config.Cpus; i++)
+        {
+            var vcpu = Vm.CreateVcpu(i);
+            _owned.Add(vcpu);
+            vcpu.SetCpuid(CpuidBuilder.ForVcpu(supported, i, Config.Cpus));
+            SetBootMsrs(vcpu);
+            vcpu.SetFpu(VcpuSetup.BootFpu());
+            var lapic = vcpu.GetLapic();
+            VcpuSetup.ConfigureLints(ref lapic);
+            vcpu.SetLapic(lapic);
+            if (i == 0) Platform.SetBootRegisters(vcpu, plan);
+            _vcpus.Add(new VcpuThread(vcpu, new ExitDispatcher(PortBus, MmioBus), Control, Memory));
+        }
+        _log.Debug("VM built: {Cpus} vCPUs, {MemoryMiB} MiB, regions {Regions}",
+            Config.Cpus, Config.MemoryBytes >> 20, string.Join(", ", Memory.Regions));
+    }
+
+    private void RegisterMemorySlots()
+    {
+        bool roSupported = Vm.CheckExtension(KvmCap.ReadonlyMem) > 0;
+        uint slot = 0;
+        foreach (var r in Memory.Regions)
+            Vm.SetUserMemoryRegion(slot++, r.Start.Value, r.Size, r.HostAddress, r.ReadOnly && roSupported);
+    }
+
+    private void SetBootMsrs(KvmVcpu vcpu)
+    {
+        // Set one by one: an MSR this KVM refuses is logged, not fatal (they are all optional for booting).
+        foreach (var msr in VcpuSetup.BootMsrs())
+        {
+            try { vcpu.SetMsrs([msr]); }
+            catch (KvmException e) { _log.Debug("boot MSR 0x{Msr:x} not set: {Error}", msr.index, e.Message); }
+        }
+    }
+
+    /// <summary>Starts every vCPU and waits until the VM is done (or <paramref name="timeout"/>); stops all vCPUs before returning.</summary>
+    public VmOutcome Run(TimeSpan? timeout = null)
+    {
+        foreach (var v in _vcpus) v.Start();
+        if (!Control.Wait(timeout))
+            Control.Finish(new VmOutcome(VmExitKind.Timeout, $"timeout after {timeout!.Value.TotalSeconds:0.#} s"));
+        StopVcpus();
+        Platform.Flush();
+        return Control.Outcome!;
+    }
+
+    /// <summary>Asks the VM to stop from outside (signal, Ctrl-A x). Safe from any thread.</summary>
+    public void RequestStop(VmOutcome outcome) => Control.Finish(outcome);
+
+    private void StopVcpus()
+    {
+        // Kick until every thread has left KVM_RUN: a kick can race with a thread entering KVM_RUN,
+        // but immediate_exit catches that; the loop is a watchdog against anything else.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        foreach (var v in _vcpus)
+        {
+            while (true)
+            {
+                v.Kick();
+                if (v.Join(TimeSpan.FromMilliseconds(50))) break;
+                if (DateTime.UtcNow > deadline)
+                {
+                    _log.Warning("vCPU {Id} did not stop within 10 s", v.Vcpu.Id);
+                    break;
+                }
+            }
+        }
+    }
+
+    public long TotalExits
+    {
+        get { long t = 0; foreach (var v in _vcpus) t += v.Dispatcher.Total; return t; }
+    }
+
+    public void Dispose()
+    {
+        Platform.Dispose();
+        foreach (var d in _owned) d.Dispose();
+        Vm.Dispose();
+        Memory.Dispose();
+        Kvm.Dispose();
+    }
+}

@@ -1,0 +1,131 @@
+using System.CommandLine;
+using Csvmm.Machine;
+using Serilog.Events;
+
+namespace Csvmm.Cli;
+
+/// <summary>How COM1 is connected on the host.</summary>
+public sealed record SerialSpec(SerialMode Mode, string? Path);
+
+/// <summary>The validated command line.</summary>
+public sealed record CliOptions(MachineConfig Machine, SerialSpec Serial, LogEventLevel LogLevel, string? LogFile);
+
+/// <summary>csvmm's command-line grammar (System.CommandLine) and the validation that turns it into <see cref="CliOptions"/>.</summary>
+public sealed class CommandLine
+{
+    public const int MaxCpus = 255; // xAPIC ids 0..254; the host's KVM limit is checked when the VM is created
+
+    public RootCommand Root { get; }
+    public Option<FileInfo?> Kernel { get; } = new("--kernel") { Description = "Linux kernel to boot: a bzImage, or an ELF vmlinux with a PVH entry note", HelpName = "FILE" };
+    public Option<FileInfo?> Initrd { get; } = new("--initrd") { Description = "Initial ramdisk for --kernel", HelpName = "FILE" };
+    public Option<string?> Append { get; } = new("--append") { Description = "Kernel command line for --kernel", HelpName = "STR" };
+    public Option<FileInfo?> Firmware { get; } = new("--firmware") { Description = "BIOS image (a multiple of 64 KiB) mapped below 4 GiB; the vCPU starts at F000:FFF0", HelpName = "FILE" };
+    public Option<string[]> Disk { get; } = new("--disk") { Description = "Disk image: PATH[,if=virtio|ide][,readonly=on][,cache=writeback|none] (repeatable)", HelpName = "SPEC", AllowMultipleArgumentsPerToken = false };
+    public Option<string> Memory { get; } = new("--memory", "-m") { Description = "Guest RAM, QEMU-style size (512M, 2G); default 512M", HelpName = "SIZE", DefaultValueFactory = _ => "512M" };
+    public Option<int> Cpus { get; } = new("--cpus") { Description = "Number of vCPUs; default 1", HelpName = "N", DefaultValueFactory = _ => 1 };
+    public Option<string> Serial { get; } = new("--serial") { Description = "COM1: stdio (default), file:PATH, or none", HelpName = "stdio|file:PATH|none", DefaultValueFactory = _ => "stdio" };
+    public Option<bool> NoReboot { get; } = new("--no-reboot") { Description = "Exit (code 0) when the guest resets instead of rebooting it" };
+    public Option<string> LogLevel { get; } = new("--log-level") { Description = "verbose, debug, information, warning (default), error, fatal", HelpName = "LEVEL", DefaultValueFactory = _ => "warning" };
+    public Option<FileInfo?> LogFile { get; } = new("--log-file") { Description = "Also write the log as JSON lines to FILE", HelpName = "FILE" };
+    public Option<double?> Timeout { get; } = new("--timeout") { Description = "Stop the VM after SECONDS (exit code 7)", HelpName = "SECONDS" };
+
+    public CommandLine()
+    {
+        Root = new RootCommand("csvmm: a KVM virtual machine monitor that boots Linux guests from kernels, firmware and disk images");
+        foreach (var o in new Option[] { Kernel, Initrd, Append, Firmware, Disk, Memory, Cpus, Serial, NoReboot, LogLevel, LogFile, Timeout })
+            Root.Options.Add(o);
+    }
+
+    /// <summary>Validates a parse result into options, or returns a one-line usage error.</summary>
+    public (CliOptions? Options, string? Error) ToOptions(ParseResult r)
+    {
+        if (r.Errors.Count > 0) return (null, r.Errors[0].Message);
+
+        string memText = r.GetValue(Memory) ?? "512M";
+        if (!SizeParser.TryParse(memText, out ulong mem, out string memError)) return (null, $"--memory: {memError}");
+        if (mem < (1UL << 20)) return (null, $"--memory {memText}: at least 1M is needed");
+        ulong hostMem = HostInfo.TotalMemoryBytes();
+        if (hostMem > 0 && mem > hostMem)
+            return (null, $"--memory {memText}: larger than this host's {SizeParser.Format(hostMem & ~((1UL << 20) - 1))} of RAM");
+        if ((mem & 0xFFF) != 0) return (null, $"--memory {memText}: must be a multiple of 4K");
+
+        int cpus = r.GetValue(Cpus);
+        if (cpus < 1 || cpus > MaxCpus) return (null, $"--cpus {cpus}: must be between 1 and {MaxCpus}");
+
+        var kernel = r.GetValue(Kernel);
+        var initrd = r.GetValue(Initrd);
+        var append = r.GetValue(Append);
+        var firmware = r.GetValue(Firmware);
+        if (kernel is not null && firmware is not null) return (null, "--kernel and --firmware cannot be used together");
+        if (kernel is null && (initrd is not null || append is not null)) return (null, "--initrd and --append need --kernel");
+
+        var disks = new List<DiskSpec>();
+        foreach (var d in r.GetValue(Disk) ?? [])
+        {
+            if (!DiskSpecParser.TryParse(d, out var spec, out string err)) return (null, err);
+            disks.Add(spec!);
+        }
+        if (kernel is null && firmware is null)
+            return (null, disks.Count > 0
+                ? "booting from --disk alone needs built-in firmware, which this csvmm does not have yet: give --kernel or --firmware"
+                : "nothing to boot: give --kernel FILE or --firmware FILE (see --help)");
+
+        string serialText = r.GetValue(Serial) ?? "stdio";
+        SerialSpec serial;
+        if (serialText == "stdio") serial = new SerialSpec(SerialMode.Stdio, null);
+        else if (serialText == "none") serial = new SerialSpec(SerialMode.None, null);
+        else if (serialText.StartsWith("file:", StringComparison.Ordinal) && serialText.Length > 5) serial = new SerialSpec(SerialMode.File, serialText[5..]);
+        else return (null, $"--serial {serialText}: expected stdio, file:PATH or none");
+
+        string levelText = r.GetValue(LogLevel) ?? "warning";
+        LogEventLevel? level = levelText.ToLowerInvariant() switch
+        {
+            "verbose" or "trace" => LogEventLevel.Verbose,
+            "debug" => LogEventLevel.Debug,
+            "information" or "info" => LogEventLevel.Information,
+            "warning" or "warn" => LogEventLevel.Warning,
+            "error" => LogEventLevel.Error,
+            "fatal" => LogEventLevel.Fatal,
+            _ => null,
+        };
+        if (level is null) return (null, $"--log-level {levelText}: expected verbose, debug, information, warning, error or fatal");
+
+        double? timeout = r.GetValue(Timeout);
+        if (timeout is { } t && (!(t > 0) || t > 365 * 86400)) return (null, $"--timeout {t}: must be a positive number of seconds");
+
+        var config = new MachineConfig
+        {
+            Kernel = kernel?.FullName,
+            Initrd = initrd?.FullName,
+            Append = append ?? "",
+            Firmware = firmware?.FullName,
+            Disks = disks,
+            MemoryBytes = mem,
+            Cpus = cpus,
+            NoReboot = r.GetValue(NoReboot),
+            Timeout = timeout is { } s ? TimeSpan.FromSeconds(s) : null,
+        };
+        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName), null);
+    }
+}
+
+/// <summary>Facts about the host read once.</summary>
+public static class HostInfo
+{
+    /// <summary>MemTotal from /proc/meminfo in bytes, or 0 when unknown.</summary>
+    public static ulong TotalMemoryBytes()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+            {
+                if (!line.StartsWith("MemTotal:", StringComparison.Ordinal)) continue;
+                var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (parts.Length >= 2 && ulong.TryParse(parts[1], out ulong kib)) return kib * 1024;
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return 0;
+    }
+}

@@ -1,0 +1,187 @@
+using Csvmm.Cli;
+using Csvmm.Machine;
+
+namespace Csvmm.Cli.Tests;
+
+public class ParsingTests
+{
+    private static (CliOptions? Options, string? Error) Parse(params string[] args)
+    {
+        var cli = new CommandLine();
+        return cli.ToOptions(cli.Root.Parse(args));
+    }
+
+    [Fact]
+    public void FullCommandLineParses()
+    {
+        var (o, err) = Parse("--kernel", "/k", "--initrd", "/i", "--append", "console=ttyS0 quiet", "--memory", "2G", "--cpus", "2",
+            "--disk", "/a.img", "--disk", "/b.img,if=ide,readonly=on,cache=none", "--serial", "file:/tmp/s.log", "--no-reboot",
+            "--log-level", "debug", "--log-file", "/tmp/l.json", "--timeout", "30");
+        Assert.Null(err);
+        var m = o!.Machine;
+        Assert.Equal("/k", m.Kernel);
+        Assert.Equal("/i", m.Initrd);
+        Assert.Equal("console=ttyS0 quiet", m.Append);
+        Assert.Equal(2UL << 30, m.MemoryBytes);
+        Assert.Equal(2, m.Cpus);
+        Assert.True(m.NoReboot);
+        Assert.Equal(TimeSpan.FromSeconds(30), m.Timeout);
+        Assert.Equal(2, m.Disks.Count);
+        Assert.Equal(new DiskSpec("/a.img", DiskInterface.Virtio, false, DiskCache.Writeback), m.Disks[0]);
+        Assert.Equal(new DiskSpec("/b.img", DiskInterface.Ide, true, DiskCache.None), m.Disks[1]);
+        Assert.Equal(SerialMode.File, o.Serial.Mode);
+        Assert.Equal("/tmp/s.log", o.Serial.Path);
+        Assert.Equal(Serilog.Events.LogEventLevel.Debug, o.LogLevel);
+        Assert.Equal("/tmp/l.json", o.LogFile);
+    }
+
+    [Fact]
+    public void DefaultsAreOneCpu512MStdio()
+    {
+        var (o, err) = Parse("--firmware", "/fw.bin");
+        Assert.Null(err);
+        Assert.Equal(512UL << 20, o!.Machine.MemoryBytes);
+        Assert.Equal(1, o.Machine.Cpus);
+        Assert.Equal(SerialMode.Stdio, o.Serial.Mode);
+        Assert.False(o.Machine.NoReboot);
+        Assert.Null(o.Machine.Timeout);
+    }
+
+    [Theory]
+    [InlineData("0", "at least 1M")]
+    [InlineData("10T", "larger than this host")]
+    [InlineData("abc", "not a size")]
+    [InlineData("12Q", "not a size")]
+    [InlineData("-5", "not a size")]
+    [InlineData("1000K", "multiple of 4K")]
+    public void BadMemoryIsAUsageError(string value, string fragment)
+    {
+        var (o, err) = Parse("--firmware", "/fw", "--memory", value);
+        Assert.Null(o);
+        Assert.Contains(fragment, err);
+        Assert.DoesNotContain("\n", err);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("5000")]
+    [InlineData("-1")]
+    public void BadCpusIsAUsageError(string value)
+    {
+        var (o, err) = Parse("--firmware", "/fw", "--cpus", value);
+        Assert.Null(o);
+        Assert.Contains("--cpus", err);
+    }
+
+    [Fact]
+    public void NonNumericCpusIsAUsageError()
+    {
+        var (o, err) = Parse("--firmware", "/fw", "--cpus", "two");
+        Assert.Null(o);
+        Assert.NotNull(err);
+    }
+
+    [Theory]
+    [InlineData(new[] { "--kernel", "/k", "--firmware", "/f" }, "cannot be used together")]
+    [InlineData(new[] { "--initrd", "/i", "--firmware", "/f" }, "need --kernel")]
+    [InlineData(new string[0], "nothing to boot")]
+    [InlineData(new[] { "--disk", "/d.img" }, "--disk alone")]
+    [InlineData(new[] { "--firmware", "/f", "--serial", "tcp:1234" }, "--serial")]
+    [InlineData(new[] { "--firmware", "/f", "--log-level", "loud" }, "--log-level")]
+    [InlineData(new[] { "--firmware", "/f", "--timeout", "0" }, "--timeout")]
+    [InlineData(new[] { "--firmware", "/f", "--disk", "/d,if=scsi" }, "if=scsi")]
+    [InlineData(new[] { "--firmware", "/f", "--disk", "/d,readonly=maybe" }, "readonly=maybe")]
+    [InlineData(new[] { "--firmware", "/f", "--disk", "/d,bogus=1" }, "unknown option 'bogus'")]
+    [InlineData(new[] { "--firmware", "/f", "--disk", "/d,if=ide,if=virtio" }, "given twice")]
+    [InlineData(new[] { "--firmware", "/f", "--disk", ",if=ide" }, "missing path")]
+    [InlineData(new[] { "--firmware", "/f", "--frobnicate" }, "--frobnicate")]
+    public void InvalidCombinationsAreUsageErrors(string[] args, string fragment)
+    {
+        var (o, err) = Parse(args);
+        Assert.Null(o);
+        Assert.Contains(fragment, err);
+    }
+
+    [Theory]
+    [InlineData("512M", 512UL << 20)]
+    [InlineData("512", 512UL << 20)]
+    [InlineData("2G", 2UL << 30)]
+    [InlineData("2GiB", 2UL << 30)]
+    [InlineData("1.5G", 3UL << 29)]
+    [InlineData("65536K", 64UL << 20)]
+    [InlineData("1T", 1UL << 40)]
+    public void SizesParseLikeQemu(string text, ulong bytes)
+    {
+        Assert.True(SizeParser.TryParse(text, out ulong got, out _));
+        Assert.Equal(bytes, got);
+    }
+
+    [Fact]
+    public void DiskPathMayContainDoubledCommas()
+    {
+        Assert.True(DiskSpecParser.TryParse("/img/a,,b.raw,if=ide", out var spec, out _));
+        Assert.Equal("/img/a,b.raw", spec!.Path);
+        Assert.Equal(DiskInterface.Ide, spec.Interface);
+    }
+}
+
+public class StdinPumpTests
+{
+    private sealed class Sink
+    {
+        public readonly List<byte> Delivered = [];
+        public int Quit;
+        public string Said = "";
+    }
+
+    private static (StdinPump Pump, Sink Sink) Make(int capacityPerCall = int.MaxValue)
+    {
+        var sink = new Sink();
+        var pump = new StdinPump(d =>
+        {
+            int n = Math.Min(d.Length, capacityPerCall);
+            sink.Delivered.AddRange(d.Span[..n].ToArray());
+            return n;
+        }, () => sink.Quit++, s => sink.Said += s);
+        return (pump, sink);
+    }
+
+    [Fact]
+    public void PlainBytesReachTheGuest()
+    {
+        var (pump, sink) = Make();
+        pump.Process("ls\r"u8);
+        Assert.Equal("ls\r"u8.ToArray(), sink.Delivered);
+        Assert.Equal(0, sink.Quit);
+    }
+
+    [Fact]
+    public void CtrlAXQuitsAfterDeliveringWhatCameBefore()
+    {
+        var (pump, sink) = Make();
+        pump.Process([(byte)'a', 0x01, (byte)'x', (byte)'b']);
+        Assert.Equal([(byte)'a'], sink.Delivered);
+        Assert.Equal(1, sink.Quit);
+    }
+
+    [Fact]
+    public void CtrlACtrlASendsOneCtrlAAndEscapeSpansReads()
+    {
+        var (pump, sink) = Make();
+        pump.Process([0x01]);
+        pump.Process([0x01, (byte)'z']);
+        Assert.Equal([0x01, (byte)'z'], sink.Delivered);
+        pump.Process([0x01]);
+        pump.Process([(byte)'h']);
+        Assert.Contains("C-a x", sink.Said);
+        Assert.Equal(0, sink.Quit);
+    }
+
+    [Fact]
+    public void BackpressureRetriesUntilEverythingIsAccepted()
+    {
+        var (pump, sink) = Make(capacityPerCall: 3);
+        pump.Process("0123456789"u8);
+        Assert.Equal("0123456789"u8.ToArray(), sink.Delivered);
+    }
+}
