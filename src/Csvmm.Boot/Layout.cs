@@ -11,8 +11,8 @@ public static class Layout
     // ---- low memory (below 1 MiB) -------------------------------------------------------------
     /// <summary>Boot GDT used for direct 64-bit and PVH 32-bit entry.</summary>
     public static readonly GuestAddress BootGdt = new(0x500);
-    /// <summary>Empty boot IDT (limit 0) for the direct entries.</summary>
-    public static readonly GuestAddress BootIdt = new(0x520);
+    /// <summary>Empty boot IDT (limit 0) for the direct entries; after the 5-entry boot GDT (0x500-0x527).</summary>
+    public static readonly GuestAddress BootIdt = new(0x540);
     /// <summary>PVH hvm_start_info, followed by its module list and memory map.</summary>
     public static readonly GuestAddress PvhStartInfo = new(0x6000);
     /// <summary>Linux boot_params ("zero page").</summary>
