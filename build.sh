@@ -35,7 +35,7 @@ ensure_packages() {
 
 build_managed() {
   log "restore + build"
-  dotnet build csvmm.sln -c Release -v quiet -nologo -clp:NoSummary -p:WarningLevel=4 >"$ROOT/out/build.log" 2>&1 \
+  dotnet build csvmm.slnx -c Release -v quiet -nologo -clp:NoSummary -p:WarningLevel=4 >"$ROOT/out/build.log" 2>&1 \
     || { grep -E 'error|warning' "$ROOT/out/build.log" | sort -u | head -50 >&2; echo "build.sh: build failed (out/build.log)" >&2; exit 1; }
   log "NativeAOT publish -> out/csvmm"
   dotnet publish src/Csvmm/Csvmm.csproj -c Release -r linux-x64 -o "$ROOT/out/publish" -v quiet -nologo >"$ROOT/out/publish.log" 2>&1 \

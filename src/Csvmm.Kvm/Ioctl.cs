@@ -12,6 +12,9 @@ public static unsafe class Ioctl
     public static uint Encode(uint dir, uint type, uint nr, uint size)
     {
         if (size >= 1u << 14) throw new ArgumentOutOfRangeException(nameof(size));
+        if (dir > 3) throw new ArgumentOutOfRangeException(nameof(dir));
+        if (type > 0xFF) throw new ArgumentOutOfRangeException(nameof(type));
+        if (nr > 0xFF) throw new ArgumentOutOfRangeException(nameof(nr));
         return (dir << 30) | (size << 16) | (type << 8) | nr;
     }
 
