@@ -130,7 +130,7 @@ public static class CrashReport
         {
             if (!TryRead64(memory, (s.cr3 & 0xFFFF_FFE0) + ((la >> 30) & 3) * 8, out ulong pdpte) || (pdpte & 1) == 0) return false;
             if (!TryRead64(memory, (pdpte & AddrMask) + ((la >> 21) & 0x1FF) * 8, out ulong pde) || (pde & 1) == 0) return false;
-            if ((pde & 0x80) != 0) { pa = (pde & AddrMask & ~0x1FFFFUL) | (la & 0x1F_FFFF); return true; }
+            if ((pde & 0x80) != 0) { pa = (pde & AddrMask & ~0x1F_FFFFUL) | (la & 0x1F_FFFF); return true; }
             if (!TryRead64(memory, (pde & AddrMask) + ((la >> 12) & 0x1FF) * 8, out ulong pte) || (pte & 1) == 0) return false;
             pa = (pte & AddrMask) | (la & 0xFFF);
             return true;

@@ -19,6 +19,8 @@ public enum ExitAction
     SystemReset,
     /// <summary>KVM_EXIT_SYSTEM_EVENT shutdown.</summary>
     SystemShutdown,
+    /// <summary>KVM_EXIT_SYSTEM_EVENT crash (the guest reported a crash, e.g. through a paravirtual panic).</summary>
+    GuestCrash,
     /// <summary>An exit csvmm does not know how to handle.</summary>
     Unhandled,
 }
@@ -60,6 +62,7 @@ public sealed class ExitDispatcher
             case KvmExitReason.Mmio:
                 {
                     ref KvmRunMmio m = ref run.Mmio;
+                    if (m.len is 0 or > 8) return ExitAction.Unhandled;
                     Span<byte> data = run.MmioData;
                     if (m.is_write != 0) _mmio.Write(m.phys_addr, data);
                     else _mmio.Read(m.phys_addr, data);
@@ -81,6 +84,7 @@ public sealed class ExitDispatcher
                 {
                     KvmRunSystemEvent.Reset => ExitAction.SystemReset,
                     KvmRunSystemEvent.Shutdown => ExitAction.SystemShutdown,
+                    KvmRunSystemEvent.Crash => ExitAction.GuestCrash,
                     _ => ExitAction.Unhandled,
                 };
             default:
@@ -96,6 +100,7 @@ public sealed class ExitDispatcher
         int size = io.size;
         if (size is not (1 or 2 or 4) || data.IsEmpty) return ExitAction.Unhandled;
         ushort port = io.port;
+        if (io.direction > KvmRunIo.Out) return ExitAction.Unhandled;
         if (io.count == 1)
         {
             if (io.direction == KvmRunIo.Out) _pio.Write(port, data);

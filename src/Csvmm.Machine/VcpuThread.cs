@@ -103,6 +103,9 @@ public sealed class VcpuThread
                     if (insnBytes is not null) insn = insnBytes;
                     break;
                 }
+            case ExitAction.GuestCrash:
+                headline = "guest crash reported through a KVM system event";
+                break;
             case ExitAction.FailEntry:
                 headline = $"KVM entry failure, hardware reason 0x{run.FailEntry.hardware_entry_failure_reason:x}";
                 break;

@@ -1,0 +1,139 @@
+using Csvmm.Acpi;
+using Csvmm.Boot;
+using Csvmm.Devices;
+using Csvmm.Devices.Legacy;
+using Csvmm.Devices.Pci;
+using Csvmm.Kvm;
+
+namespace Csvmm.Machine;
+
+/// <summary>
+/// csvmm's PC platform: which devices exist, at which ports and interrupt lines (all from <see cref="Layout"/>),
+/// and how the guest is loaded (kernel + ACPI tables, or firmware at the reset vector).
+/// </summary>
+public sealed class Platform : IDisposable
+{
+    private readonly VirtualMachine _vm;
+    private readonly ISerialOutput _serialOut;
+    private Serial16550? _com1;
+
+    internal Platform(VirtualMachine vm, ISerialOutput serialOut)
+    {
+        _vm = vm;
+        _serialOut = serialOut;
+    }
+
+    public Serial16550? Com1 => _com1;
+    public PciBus PciBus { get; } = new();
+
+    /// <summary>Loads the kernel (with ACPI tables, boot GDT and page tables) or the firmware into guest memory.</summary>
+    internal BootPlan LoadGuest()
+    {
+        var cfg = _vm.Config;
+        var memory = _vm.Memory;
+        if (cfg.Firmware is { } fw)
+        {
+            var image = FirmwareLoader.Read(fw);
+            memory.AddRegion(image.HighRom.Start, image.HighRom.Size, "bios", readOnly: true);
+            return image.CopyTo(memory);
+        }
+        if (cfg.Kernel is { } kernel)
+        {
+            var acpi = AcpiTables.Write(memory, Layout.AcpiStart, Layout.AcpiMaxSize, AcpiConfigFor(cfg.Cpus));
+            BootGdt.Write(memory);
+            BootPageTables.Write(memory);
+            return KernelImage.LoadFiles(memory, kernel, cfg.Initrd, cfg.Append, acpi.Rsdp);
+        }
+        throw new BootException("nothing to boot: no kernel and no firmware");
+    }
+
+    /// <summary>The ACPI description of this platform.</summary>
+    public static AcpiConfig AcpiConfigFor(int cpus) => new()
+    {
+        CpuCount = cpus,
+        IoApicAddress = Layout.IoApic,
+        IoApicId = (byte)cpus,
+        LocalApicAddress = Layout.LocalApic,
+        Pm1aEventBlock = Layout.AcpiPm1aEvent,
+        Pm1aControlBlock = Layout.AcpiPm1aControl,
+        PmTimerBlock = Layout.AcpiPmTimer,
+        SciIrq = Layout.AcpiSciIrq,
+        ResetPort = Layout.ResetControl,
+        ResetValue = 0x06,
+        S5SleepType = Layout.SlpTypS5,
+        Com1 = new LegacySerialPort(Layout.Com1, Layout.Com1Irq),
+        PciRoot = new PciRootConfig
+        {
+            MmioStart = Layout.PciMmioStart,
+            MmioEnd = Layout.PciMmioEnd,
+            SlotCount = PciRootConfig.MaxSlots,
+        },
+    };
+
+    /// <summary>Creates the legacy devices and the PCI host bridge and registers them on the VM's buses.</summary>
+    internal void CreateDevices()
+    {
+        var pio = _vm.PortBus;
+        var control = _vm.Control;
+        IIrqLine Irq(int gsi) => new KvmIrqLine(_vm.Vm, (uint)gsi);
+
+        _com1 = new Serial16550(Irq(Layout.Com1Irq), _serialOut);
+        pio.Register(Layout.Com1, 8, _com1, "COM1 16550A");
+
+        var i8042 = new I8042(control, Irq(1), Irq(12));
+        pio.Register(Layout.I8042Data, 1, i8042.DataPort, "i8042 data");
+        pio.Register(Layout.I8042Command, 1, i8042.CommandPort, "i8042 status/command");
+
+        var cmos = new CmosRtc(() => DateTimeOffset.UtcNow, _vm.Memory.RamSize, _vm.Config.Cpus, Irq(8));
+        pio.Register(Layout.CmosIndex, 2, cmos, "CMOS RTC");
+
+        PciBus.Add(0, 0, new PciHostBridge());
+        PciBus.Add(1, 0, new Piix3IsaBridge());
+        pio.Register(Layout.PciConfigAddress, 8, new PciConfigIo(PciBus, control), "PCI config mechanism #1");
+
+        var pm = new AcpiPm(control, Irq(Layout.AcpiSciIrq), Layout.SlpTypS5,
+            System.Diagnostics.Stopwatch.GetTimestamp, System.Diagnostics.Stopwatch.Frequency);
+        pio.Register(Layout.AcpiPm1aEvent, 4, pm.EventBlock, "ACPI PM1a event");
+        pio.Register(Layout.AcpiPm1aControl, 2, pm.ControlBlock, "ACPI PM1a control");
+        pio.Register(Layout.AcpiPmTimer, 4, pm.Timer, "ACPI PM timer");
+
+        pio.Register(0x80, 1, new PortSink(0xFF), "POST code");
+        pio.Register(0xED, 1, new PortSink(0xFF), "delay port");
+        pio.Register(0x2F8, 8, new PortSink(0xFF), "COM2 (absent)");
+        pio.Register(0x3E8, 8, new PortSink(0xFF), "COM3 (absent)");
+        pio.Register(0x2E8, 8, new PortSink(0xFF), "COM4 (absent)");
+        pio.Register(0x402, 1, new FirmwareDebugPort(_serialOut), "firmware debug port");
+        PciBus.Freeze();
+    }
+
+    /// <summary>Sets vCPU 0's registers for the boot plan. The APs wait for INIT/SIPI from the guest.</summary>
+    internal static void SetBootRegisters(KvmVcpu vcpu, BootPlan plan)
+    {
+        if (plan.Mode == EntryMode.RealModeReset) return; // KVM's reset state is already F000:FFF0
+        var regs = vcpu.GetRegs();
+        var sregs = vcpu.GetSregs();
+        if (plan.Mode == EntryMode.Linux64)
+            VcpuSetup.Linux64(ref regs, ref sregs, plan.Entry.Value, plan.BootParameters.Value,
+                Layout.BootGdt.Value, BootGdt.GdtLimit, Layout.BootIdt.Value, BootPageTables.Cr3.Value,
+                BootGdt.Code64Descriptor, BootGdt.Code64Selector, BootGdt.DataDescriptor, BootGdt.DataSelector);
+        else
+            VcpuSetup.Pvh32(ref regs, ref sregs, plan.Entry.Value, plan.BootParameters.Value,
+                Layout.BootGdt.Value, BootGdt.GdtLimit, Layout.BootIdt.Value,
+                BootGdt.Code32Descriptor, BootGdt.Code32Selector, BootGdt.DataDescriptor, BootGdt.DataSelector);
+        vcpu.SetSregs(sregs);
+        vcpu.SetRegs(regs);
+    }
+
+    /// <summary>Host input for COM1; returns how many bytes the UART accepted.</summary>
+    public int SerialInput(ReadOnlySpan<byte> data) => _com1?.EnqueueInput(data) ?? 0;
+
+    public void Flush() => (_serialOut as IFlushable)?.Flush();
+
+    public void Dispose() { }
+}
+
+/// <summary>A sink that can be flushed (host serial output).</summary>
+public interface IFlushable
+{
+    void Flush();
+}
