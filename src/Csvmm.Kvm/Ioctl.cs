@@ -40,6 +40,7 @@ public static class KvmIoctl
     public static readonly uint SetIdentityMapAddr = Ioctl.IOW<ulong>(0x48);
     public static readonly uint CreateIrqchip = Ioctl.IO(0x60);
     public static readonly uint IrqLine = Ioctl.IOW<KvmIrqLevel>(0x61);
+    public static readonly uint SetGsiRouting = Ioctl.IOW<KvmIrqRouting>(0x6A);
     public static readonly uint Irqfd = Ioctl.IOW<KvmIrqfd>(0x76);
     public static readonly uint CreatePit2 = Ioctl.IOW<KvmPitConfig>(0x77);
     public static readonly uint Ioeventfd = Ioctl.IOW<KvmIoeventfd>(0x79);

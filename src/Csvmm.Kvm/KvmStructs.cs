@@ -122,6 +122,43 @@ public unsafe struct KvmIrqfd
     public const uint FlagDeassign = 1 << 0, FlagResample = 1 << 1;
 }
 
+/// <summary>struct kvm_irq_routing_entry; the union <c>u</c> is kept as its 8-word pad with typed accessors.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmIrqRoutingEntry
+{
+    public uint gsi, type, flags, pad;
+    public fixed uint u[8];
+
+    public const uint TypeIrqchip = 1, TypeMsi = 2;
+    public const uint IrqchipPicMaster = 0, IrqchipPicSlave = 1, IrqchipIoapic = 2;
+
+    /// <summary>A route from <paramref name="gsi"/> to a pin of the in-kernel PIC or IOAPIC.</summary>
+    public static KvmIrqRoutingEntry Irqchip(uint gsi, uint irqchip, uint pin)
+    {
+        var e = new KvmIrqRoutingEntry { gsi = gsi, type = TypeIrqchip };
+        e.u[0] = irqchip;
+        e.u[1] = pin;
+        return e;
+    }
+
+    /// <summary>A route from <paramref name="gsi"/> to an MSI message.</summary>
+    public static KvmIrqRoutingEntry Msi(uint gsi, ulong address, uint data)
+    {
+        var e = new KvmIrqRoutingEntry { gsi = gsi, type = TypeMsi };
+        e.u[0] = (uint)address;
+        e.u[1] = (uint)(address >> 32);
+        e.u[2] = data;
+        return e;
+    }
+}
+
+/// <summary>Header of struct kvm_irq_routing; <c>nr</c> entries of <see cref="KvmIrqRoutingEntry"/> follow it.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmIrqRouting
+{
+    public uint nr, flags;
+}
+
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct KvmEnableCap
 {

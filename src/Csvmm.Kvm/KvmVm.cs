@@ -47,6 +47,40 @@ public sealed unsafe class KvmVm : IDisposable
         Native.Check(_handle, KvmIoctl.CreatePit2, &cfg, "KVM_CREATE_PIT2");
     }
 
+    /// <summary>KVM_SET_GSI_ROUTING: replaces the whole GSI routing table.</summary>
+    public void SetGsiRouting(ReadOnlySpan<KvmIrqRoutingEntry> entries)
+    {
+        byte[] buf = new byte[sizeof(KvmIrqRouting) + entries.Length * sizeof(KvmIrqRoutingEntry)];
+        fixed (byte* p = buf)
+        {
+            ((KvmIrqRouting*)p)->nr = (uint)entries.Length;
+            entries.CopyTo(new Span<KvmIrqRoutingEntry>(p + sizeof(KvmIrqRouting), entries.Length));
+            Native.Check(_handle, KvmIoctl.SetGsiRouting, p, "KVM_SET_GSI_ROUTING");
+        }
+    }
+
+    /// <summary>
+    /// The PC's GSI routing, as QEMU sets it: GSIs 0-15 reach the 8259 pair (except 2, the cascade), GSIs 0-23
+    /// reach the IOAPIC with GSI 0 (the PIT) wired to IOAPIC pin 2, matching the MADT's IRQ0→GSI2 override.
+    /// </summary>
+    public static KvmIrqRoutingEntry[] PcRouting()
+    {
+        var list = new List<KvmIrqRoutingEntry>();
+        for (uint i = 0; i < 16; i++)
+        {
+            if (i == 2) continue;
+            list.Add(i < 8
+                ? KvmIrqRoutingEntry.Irqchip(i, KvmIrqRoutingEntry.IrqchipPicMaster, i)
+                : KvmIrqRoutingEntry.Irqchip(i, KvmIrqRoutingEntry.IrqchipPicSlave, i - 8));
+        }
+        for (uint i = 0; i < 24; i++)
+        {
+            if (i == 2) continue;
+            list.Add(KvmIrqRoutingEntry.Irqchip(i, KvmIrqRoutingEntry.IrqchipIoapic, i == 0 ? 2 : i));
+        }
+        return list.ToArray();
+    }
+
     /// <summary>KVM_IRQ_LINE: set the level of a GSI on the in-kernel PIC/IOAPIC. Returns false on failure (no throw: vCPU path).</summary>
     public bool SetIrqLine(uint gsi, bool level)
     {

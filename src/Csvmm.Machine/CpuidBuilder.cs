@@ -43,6 +43,12 @@ public static class CpuidBuilder
                     }
                     e.edx = apicId;
                     break;
+                case 0x8000_001E:
+                    // AMD topology extensions: extended APIC id, core id (one thread per core), node 0.
+                    e.eax = apicId;
+                    e.ebx = apicId & 0xFF;
+                    e.ecx = 0;
+                    break;
                 case 0x8000_0008:
                     // AMD: number of physical cores - 1 in ECX[7:0], APIC id size in ECX[15:12].
                     e.ecx = (e.ecx & ~0xF0FFu) | (coreBits << 12) | (uint)(vcpuCount - 1);

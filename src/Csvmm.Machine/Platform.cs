@@ -52,7 +52,7 @@ public sealed class Platform : IDisposable
     {
         CpuCount = cpus,
         IoApicAddress = Layout.IoApic,
-        IoApicId = (byte)cpus,
+        IoApicId = 0, // what KVM's IOAPIC ID register reads (QEMU's MADT says the same)
         LocalApicAddress = Layout.LocalApic,
         Pm1aEventBlock = Layout.AcpiPm1aEvent,
         Pm1aControlBlock = Layout.AcpiPm1aControl,

@@ -55,6 +55,7 @@ public sealed class VirtualMachine : IDisposable
             vm.SetTssAddr(Layout.TssAddress.Value);
             vm.SetIdentityMapAddr(Layout.IdentityMap.Value);
             vm.CreateIrqchip();
+            vm.SetGsiRouting(KvmVm.PcRouting());
             vm.CreatePit2();
             memory = new GuestMemory();
             machine = new VirtualMachine(config, kvm, vm, memory, log, serialOut);

@@ -8,27 +8,26 @@ namespace Csvmm.Cli;
 /// (stdout or a file) at each newline, when the buffer fills, or by a 20 ms flusher for partial lines
 /// (prompts). Called on vCPU threads under the UART's lock; the write(2) happens outside any guest path lock.
 /// </summary>
-public sealed class HostSerialOutput : ISerialOutput, IDisposable
+public sealed unsafe class HostSerialOutput : ISerialOutput, Csvmm.Machine.IFlushable, IDisposable
 {
-    private readonly Stream _stream;
-    private readonly bool _ownsStream;
+    private readonly SafeFileHandle _fd;
     private readonly byte[] _buffer = new byte[4096];
     private int _count;
     private readonly object _lock = new();
     private readonly Timer _flusher;
+    private bool _broken;
 
-    private HostSerialOutput(Stream stream, bool owns)
+    private HostSerialOutput(SafeFileHandle fd)
     {
-        _stream = stream;
-        _ownsStream = owns;
+        _fd = fd;
         _flusher = new Timer(_ => Flush(), null, 20, 20);
     }
 
-    public static HostSerialOutput ToStdout() =>
-        new(new FileStream(new SafeFileHandle(1, ownsHandle: false), FileAccess.Write, 0), owns: true);
+    /// <summary>Writes to fd 1 with write(2), sharing its file offset with stderr (no positional writes).</summary>
+    public static HostSerialOutput ToStdout() => new(new SafeFileHandle(1, ownsHandle: false));
 
     public static HostSerialOutput ToFile(string path) =>
-        new(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, 0), owns: true);
+        new(File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.Read));
 
     /// <summary>Bytes the guest wrote.</summary>
     public long BytesWritten;
@@ -50,15 +49,26 @@ public sealed class HostSerialOutput : ISerialOutput, IDisposable
 
     private void FlushLocked()
     {
-        if (_count == 0) return;
+        int done = 0;
+        bool added = false;
         try
         {
-            _stream.Write(_buffer, 0, _count);
-            _stream.Flush();
+            _fd.DangerousAddRef(ref added);
+            int fd = (int)_fd.DangerousGetHandle();
+            fixed (byte* p = _buffer)
+            {
+                while (!_broken && done < _count)
+                {
+                    long n = Tmds.Linux.LibC.write(fd, p + done, _count - done);
+                    if (n > 0) { done += (int)n; continue; }
+                    if (n < 0 && Tmds.Linux.LibC.errno == 4 /* EINTR */) continue;
+                    _broken = true; // the reader went away (closed pipe): guest output is dropped, the VM runs on
+                }
+            }
         }
-        catch (IOException)
+        finally
         {
-            // The reader went away (closed pipe): guest output is dropped, the VM keeps running.
+            if (added) _fd.DangerousRelease();
         }
         _count = 0;
     }
@@ -67,7 +77,7 @@ public sealed class HostSerialOutput : ISerialOutput, IDisposable
     {
         _flusher.Dispose();
         Flush();
-        if (_ownsStream) _stream.Dispose();
+        _fd.Dispose();
     }
 }
 
