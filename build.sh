@@ -21,6 +21,8 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 ensure_packages() {
   local missing=() p
+  # A stock distro kernel only boots in reasonable time on hardware KVM: its boot test runs only there.
+  if [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; then APT_PACKAGES+=(linux-image-cloud-amd64); fi
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done

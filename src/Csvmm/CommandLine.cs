@@ -104,6 +104,8 @@ public sealed class CommandLine
             Cpus = cpus,
             NoReboot = r.GetValue(NoReboot),
             Timeout = timeout is { } s ? TimeSpan.FromSeconds(s) : null,
+            // Not an option: lets tests point csvmm at a missing KVM device to check the error path.
+            KvmDevice = Environment.GetEnvironmentVariable("CSVMM_KVM_DEVICE") is { Length: > 0 } dev ? dev : "/dev/kvm",
         };
         return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName), null);
     }

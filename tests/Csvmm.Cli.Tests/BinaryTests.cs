@@ -135,3 +135,109 @@ public class BinaryTests : IDisposable
         AssertOneLineError(stderr, "--frobnicate");
     }
 }
+
+/// <summary>The binary running real (tiny) firmware images: exit codes for crashes, signals, timeouts, KVM errors, logging.</summary>
+public class BinaryGuestTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("csvmm-cli-guest-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>A 64 KiB BIOS image whose reset vector (offset 0xFFF0) holds <paramref name="resetCode"/>.</summary>
+    private string Firmware(string name, params byte[] resetCode)
+    {
+        var image = new byte[65536];
+        resetCode.CopyTo(image, 0xFFF0);
+        string p = Path.Combine(_dir, name);
+        File.WriteAllBytes(p, image);
+        return p;
+    }
+
+    // F000:FFF0: lidt cs:[0xFFE0] (6 zero bytes: limit 0) ; ud2  →  #UD cannot be delivered → triple fault
+    private static readonly byte[] TripleFault = [0x2E, 0x0F, 0x01, 0x1E, 0xE0, 0xFF, 0x0F, 0x0B];
+    // F000:FFF0: jmp $
+    private static readonly byte[] SpinForever = [0xEB, 0xFE];
+    // F000:FFF0: mov dx,0x604 ; mov ax,0x3400 ; out dx,ax  →  ACPI S5
+    private static readonly byte[] PowerOff = [0xBA, 0x04, 0x06, 0xB8, 0x00, 0x34, 0xEF, 0xF4];
+
+    [Fact]
+    public void PowerOffExitsZero()
+    {
+        var (code, _, stderr) = BinaryTests.Csvmm("--firmware", Firmware("off.bin", PowerOff), "--memory", "16M");
+        Assert.True(code == 0, stderr);
+    }
+
+    [Fact]
+    public void CrashingGuestIsReportedWithDisassemblyAndTheCrashCode()
+    {
+        var (code, _, stderr) = BinaryTests.Csvmm("--firmware", Firmware("tf.bin", TripleFault), "--memory", "16M");
+        Assert.Equal(5, code);
+        // Hardware KVM triple-faults; an emulating KVM (kvm_pvm) fails to emulate the #UD delivery. Both are crashes.
+        Assert.Matches("triple fault|emulation failure", stderr);
+        Assert.Contains("mode: real mode", stderr);
+        Assert.Contains("rip=", stderr);
+        Assert.Contains("ud2", stderr);          // Iced's disassembly of the faulting instruction
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    [Fact]
+    public void TimeoutStopsASpinningGuest()
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var (code, _, stderr) = BinaryTests.Csvmm("--firmware", Firmware("spin.bin", SpinForever), "--memory", "16M", "--timeout", "1");
+        Assert.Equal(7, code);
+        Assert.Contains("timeout", stderr);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(20), $"took {sw.Elapsed}");
+    }
+
+    [Theory]
+    [InlineData(15, 143)]
+    [InlineData(2, 130)]
+    public void SignalsStopTheGuestCleanly(int signal, int expectedCode)
+    {
+        string exe = Path.Combine(BinaryTests.RepoRoot(), "out", "csvmm");
+        var psi = new System.Diagnostics.ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true, RedirectStandardInput = true };
+        foreach (var a in new[] { "--firmware", Firmware($"spin{signal}.bin", SpinForever), "--memory", "16M", "--timeout", "60" })
+            psi.ArgumentList.Add(a);
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        Thread.Sleep(1500); // let the vCPU enter its endless loop
+        Assert.Equal(0, kill(p.Id, signal));
+        Assert.True(p.WaitForExit(15_000), "csvmm did not stop after the signal");
+        Assert.Equal(expectedCode, p.ExitCode);
+        Assert.Contains($"terminated by signal {signal}", p.StandardError.ReadToEnd());
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int sig);
+
+    [Fact]
+    public void MissingKvmDeviceIsTheKvmExitCode()
+    {
+        string exe = Path.Combine(BinaryTests.RepoRoot(), "out", "csvmm");
+        var psi = new System.Diagnostics.ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var a in new[] { "--firmware", Firmware("off2.bin", PowerOff) }) psi.ArgumentList.Add(a);
+        psi.Environment["CSVMM_KVM_DEVICE"] = "/dev/no-such-kvm";
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        string err = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.Equal(4, p.ExitCode);
+        Assert.StartsWith("csvmm: cannot open /dev/no-such-kvm", err);
+        Assert.Contains("is the kvm module loaded", err);
+    }
+
+    [Fact]
+    public void LogFileIsJsonLines()
+    {
+        string log = Path.Combine(_dir, "log.json");
+        var (code, _, _) = BinaryTests.Csvmm("--firmware", Firmware("off3.bin", PowerOff), "--memory", "16M", "--log-level", "debug", "--log-file", log);
+        Assert.Equal(0, code);
+        var lines = File.ReadAllLines(log).Where(l => l.Length > 0).ToArray();
+        Assert.NotEmpty(lines);
+        foreach (var line in lines)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(line);
+            Assert.True(doc.RootElement.TryGetProperty("@t", out _));
+        }
+        Assert.Contains(lines, l => l.Contains("ACPI S5"));
+    }
+}

@@ -53,7 +53,7 @@ public class ParsingTests
     [InlineData("abc", "not a size")]
     [InlineData("12Q", "not a size")]
     [InlineData("-5", "not a size")]
-    [InlineData("1000K", "multiple of 4K")]
+    [InlineData("1025K", "multiple of 4K")]
     public void BadMemoryIsAUsageError(string value, string fragment)
     {
         var (o, err) = Parse("--firmware", "/fw", "--memory", value);
