@@ -140,6 +140,8 @@ public sealed class VirtualMachine : IDisposable
     /// <summary>Asks the VM to stop from outside (signal, Ctrl-A x). Safe from any thread.</summary>
     public void RequestStop(VmOutcome outcome) => Control.Finish(outcome);
 
+    private bool _vcpusStuck;
+
     private void StopVcpus()
     {
         // Kick until every thread has left KVM_RUN: a kick can race with a thread entering KVM_RUN,
@@ -154,6 +156,7 @@ public sealed class VirtualMachine : IDisposable
                 if (DateTime.UtcNow > deadline)
                 {
                     _log.Warning("vCPU {Id} did not stop within 10 s", v.Vcpu.Id);
+                    _vcpusStuck = true;
                     break;
                 }
             }
@@ -167,6 +170,9 @@ public sealed class VirtualMachine : IDisposable
 
     public void Dispose()
     {
+        // A vCPU thread still inside KVM_RUN must keep its kvm_run page and guest RAM: leak them rather than
+        // unmap memory under it (the process is about to exit anyway).
+        if (_vcpusStuck) return;
         Platform.Dispose();
         foreach (var d in _owned) d.Dispose();
         Vm.Dispose();

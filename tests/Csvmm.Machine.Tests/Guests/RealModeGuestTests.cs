@@ -41,4 +41,18 @@ public sealed class RealModeGuestTests
         VirtualMachine vm = Assert.Single(run.Machines);
         Assert.All(vm.Vcpus, v => Assert.True(v.Join(TimeSpan.Zero), $"vCPU {v.Vcpu.Id} is still running after the timeout"));
     }
+
+    [Fact]
+    public void LargeGuestsGetThe32BitPciHoleBelow4GiB()
+    {
+        var image = new FirmwareBuilder();
+        image.Add16(GuestCode.Entry16, "off", GuestCode.PowerOff);
+        string[] regions = [];
+
+        GuestRun run = TinyGuest.Run(image.Build(), memoryBytes: 5UL << 30,
+            extraDevices: vm => regions = vm.Memory.Regions.Select(r => $"{r.Name} {r.Start.Value:x} {r.Size:x}").ToArray());
+
+        Assert.True(run.Outcome.Kind == VmExitKind.PowerOff, run.Describe());
+        Assert.Equal(["ram-low 0 c0000000", "bios ffff0000 10000", "ram-high 100000000 80000000"], regions);
+    }
 }

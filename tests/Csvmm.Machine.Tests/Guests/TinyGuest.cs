@@ -30,7 +30,7 @@ public static class TinyGuest
     }
 
     public static GuestRun Run(byte[] image, int cpus = 1, bool noReboot = true, TimeSpan? timeout = null,
-        Action<VirtualMachine>? extraDevices = null)
+        Action<VirtualMachine>? extraDevices = null, ulong memoryBytes = MemoryBytes)
     {
         RequireKvm();
         string path = Path.Combine(Path.GetTempPath(), $"csvmm-tiny-{Environment.ProcessId}-{Guid.NewGuid():N}.fd");
@@ -42,7 +42,7 @@ public static class TinyGuest
             var config = new MachineConfig
             {
                 Firmware = path,
-                MemoryBytes = MemoryBytes,
+                MemoryBytes = memoryBytes,
                 Cpus = cpus,
                 NoReboot = noReboot,
                 Timeout = timeout ?? TimeSpan.FromSeconds(60),
