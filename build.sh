@@ -80,7 +80,8 @@ run_tests() {
     c=$(grep -o '<Counters [^>]*' "$f" | head -1)
     passed=$((passed + $(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$c")))
     failed=$((failed + $(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$c") + $(sed -n 's/.* error="\([0-9]*\)".*/\1/p' <<<"$c")))
-    skipped=$((skipped + $(sed -n 's/.* notExecuted="\([0-9]*\)".*/\1/p' <<<"$c")))
+    # Skipped tests are the ones the run did not execute (the TRX notExecuted counter stays 0 for them).
+    skipped=$((skipped + $(sed -n 's/.* total="\([0-9]*\)".*/\1/p' <<<"$c") - $(sed -n 's/.* executed="\([0-9]*\)".*/\1/p' <<<"$c")))
   done
   # A project that crashed or failed to run leaves no trx: count it as a failure.
   for proj in tests/*/*.csproj; do
