@@ -22,13 +22,13 @@ public static unsafe partial class VcpuKick
         public nint sa_restorer;
     }
 
-    [LibraryImport("libc", EntryPoint = "sigaction", SetLastError = true)]
+    [LibraryImport("libc.so.6", EntryPoint = "sigaction", SetLastError = true)]
     private static partial int sigaction(int signum, SigAction* act, SigAction* oldact);
 
-    [LibraryImport("libc", EntryPoint = "pthread_self")]
+    [LibraryImport("libc.so.6", EntryPoint = "pthread_self")]
     private static partial nuint pthread_self();
 
-    [LibraryImport("libc", EntryPoint = "pthread_kill")]
+    [LibraryImport("libc.so.6", EntryPoint = "pthread_kill")]
     private static partial int pthread_kill(nuint thread, int sig);
 
     /// <summary>Installs the no-op handler once per process (no SA_RESTART: KVM_RUN must return EINTR).</summary>

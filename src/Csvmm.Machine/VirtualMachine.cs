@@ -118,8 +118,16 @@ public sealed class VirtualMachine : IDisposable
 
     private void SetBootMsrs(KvmVcpu vcpu)
     {
-        // Set one by one: an MSR this KVM refuses is logged, not fatal (they are all optional for booting).
-        foreach (var msr in VcpuSetup.BootMsrs())
+        // One KVM_SET_MSRS for all of them; if this KVM refuses one, set them one by one and log the refused ones
+        // (they are all optional for booting).
+        var msrs = VcpuSetup.BootMsrs();
+        try
+        {
+            vcpu.SetMsrs(msrs);
+            return;
+        }
+        catch (KvmException) { }
+        foreach (var msr in msrs)
         {
             try { vcpu.SetMsrs([msr]); }
             catch (KvmException e) { _log.Debug("boot MSR 0x{Msr:x} not set: {Error}", msr.index, e.Message); }
