@@ -1,3 +1,4 @@
+using Csvmm.Boot;
 using Csvmm.Kvm;
 
 namespace Csvmm.Machine;
@@ -39,32 +40,26 @@ public static class VcpuSetup
         }
     }
 
-    /// <summary>Decodes a GDT descriptor into the kvm_segment KVM wants for the same selector.</summary>
-    public static KvmSegment SegmentFromDescriptor(ulong d, ushort selector)
+    /// <summary>The kvm_segment KVM wants for a GDT descriptor (decoded by the boot layer) loaded with <paramref name="selector"/>.</summary>
+    public static KvmSegment SegmentFromDescriptor(ulong raw, ushort selector)
     {
-        ulong limit = (d & 0xFFFF) | ((d >> 32) & 0xF_0000);
-        byte g = (byte)((d >> 55) & 1);
-        if (g != 0) limit = (limit << 12) | 0xFFF;
+        var d = SegmentDescriptor.Decode(raw);
         return new KvmSegment
         {
-            @base = ((d >> 16) & 0xFF_FFFF) | ((d >> 32) & 0xFF00_0000),
-            limit = (uint)limit,
+            @base = d.Base,
+            limit = d.Limit,
             selector = selector,
-            type = (byte)((d >> 40) & 0xF),
-            s = (byte)((d >> 44) & 1),
-            dpl = (byte)((d >> 45) & 3),
-            present = (byte)((d >> 47) & 1),
-            avl = (byte)((d >> 52) & 1),
-            l = (byte)((d >> 53) & 1),
-            db = (byte)((d >> 54) & 1),
-            g = g,
-            unusable = (byte)(((d >> 47) & 1) == 0 ? 1 : 0),
+            type = d.Type,
+            s = d.S ? (byte)1 : (byte)0,
+            dpl = d.Dpl,
+            present = d.Present ? (byte)1 : (byte)0,
+            avl = d.Avl ? (byte)1 : (byte)0,
+            l = d.L ? (byte)1 : (byte)0,
+            db = d.Db ? (byte)1 : (byte)0,
+            g = d.G ? (byte)1 : (byte)0,
+            unusable = d.Present ? (byte)0 : (byte)1,
         };
     }
-
-    public const ulong Cr0Pe = 1, Cr0Et = 0x10, Cr0Ne = 0x20, Cr0Pg = 0x8000_0000;
-    public const ulong Cr4Pae = 0x20;
-    public const ulong EferLme = 0x100, EferLma = 0x400;
 
     /// <summary>Long mode with paging on identity tables, as the Linux 64-bit boot protocol requires.</summary>
     public static void Linux64(ref KvmRegs regs, ref KvmSregs sregs, ulong entry, ulong bootParams,
@@ -72,10 +67,10 @@ public static class VcpuSetup
         ulong codeDescriptor, ushort codeSelector, ulong dataDescriptor, ushort dataSelector)
     {
         FlatSegments(ref sregs, gdtBase, gdtLimit, idtBase, codeDescriptor, codeSelector, dataDescriptor, dataSelector);
-        sregs.cr0 = Cr0Pe | Cr0Et | Cr0Ne | Cr0Pg;
+        sregs.cr0 = BootControlRegisters.LongModeCr0;
         sregs.cr3 = pml4;
-        sregs.cr4 = Cr4Pae;
-        sregs.efer = EferLme | EferLma;
+        sregs.cr4 = BootControlRegisters.LongModeCr4;
+        sregs.efer = BootControlRegisters.LongModeEfer;
         regs = new KvmRegs { rflags = 2, rip = entry, rsi = bootParams, rsp = 0x8FF0, rbp = 0x8FF0 };
     }
 
@@ -85,7 +80,7 @@ public static class VcpuSetup
         ulong codeDescriptor, ushort codeSelector, ulong dataDescriptor, ushort dataSelector)
     {
         FlatSegments(ref sregs, gdtBase, gdtLimit, idtBase, codeDescriptor, codeSelector, dataDescriptor, dataSelector);
-        sregs.cr0 = Cr0Pe | Cr0Et;
+        sregs.cr0 = BootControlRegisters.ProtectedModeCr0;
         sregs.cr3 = 0;
         sregs.cr4 = 0;
         sregs.efer = 0;

@@ -1,3 +1,4 @@
+using Csvmm.Boot;
 using Csvmm.Kvm;
 using Csvmm.Memory;
 
@@ -38,10 +39,10 @@ public sealed class CrashReportTests : IDisposable
 
     private static KvmSregs LongMode(ulong cr3) => new()
     {
-        cr0 = VcpuSetup.Cr0Pe | VcpuSetup.Cr0Pg,
+        cr0 = BootControlRegisters.Cr0ProtectionEnable | BootControlRegisters.Cr0Paging,
         cr3 = cr3,
-        cr4 = VcpuSetup.Cr4Pae,
-        efer = VcpuSetup.EferLme | VcpuSetup.EferLma,
+        cr4 = BootControlRegisters.Cr4Pae,
+        efer = BootControlRegisters.EferLme | BootControlRegisters.EferLma,
         cs = new KvmSegment { l = 1, present = 1, s = 1, type = 0xB },
     };
 
@@ -91,7 +92,7 @@ public sealed class CrashReportTests : IDisposable
     {
         const ulong PaePdpt = 0x5020;                       // CR3 needs only 32-byte alignment under PAE
         Entry(PaePdpt, 0, Pd | Present);
-        var sregs = new KvmSregs { cr0 = VcpuSetup.Cr0Pe | VcpuSetup.Cr0Pg, cr3 = PaePdpt, cr4 = VcpuSetup.Cr4Pae };
+        var sregs = new KvmSregs { cr0 = BootControlRegisters.Cr0ProtectionEnable | BootControlRegisters.Cr0Paging, cr3 = PaePdpt, cr4 = BootControlRegisters.Cr4Pae };
 
         Assert.Equal(mapped, CrashReport.Translate(_memory, sregs, linear, out ulong pa));
         if (mapped) Assert.Equal(physical, pa);
@@ -108,7 +109,7 @@ public sealed class CrashReportTests : IDisposable
         _memory.Write(new GuestAddress(Pd32), (uint)(Pt32 | Present));
         _memory.Write(new GuestAddress(Pd32 + 4), (uint)(0x80_0000 | Present | PageSize));
         _memory.Write(new GuestAddress(Pt32 + 5 * 4), (uint)(0x12_3000 | Present));
-        var sregs = new KvmSregs { cr0 = VcpuSetup.Cr0Pe | VcpuSetup.Cr0Pg, cr3 = Pd32, cr4 = pse ? 0x10UL : 0 };
+        var sregs = new KvmSregs { cr0 = BootControlRegisters.Cr0ProtectionEnable | BootControlRegisters.Cr0Paging, cr3 = Pd32, cr4 = pse ? 0x10UL : 0 };
 
         Assert.Equal(mapped, CrashReport.Translate(_memory, sregs, linear, out ulong pa));
         if (mapped) Assert.Equal(physical, pa);
@@ -117,7 +118,7 @@ public sealed class CrashReportTests : IDisposable
     [Fact]
     public void WithoutPagingLinearIsPhysicalTruncatedTo32Bits()
     {
-        var sregs = new KvmSregs { cr0 = VcpuSetup.Cr0Pe };
+        var sregs = new KvmSregs { cr0 = BootControlRegisters.Cr0ProtectionEnable };
 
         Assert.True(CrashReport.Translate(_memory, sregs, 0x1_2345_6789, out ulong pa));
         Assert.Equal(0x2345_6789UL, pa);

@@ -82,10 +82,10 @@ public sealed class VcpuSetupTests
             pml4: 0x9000, BootGdt.Code64Descriptor, BootGdt.Code64Selector, BootGdt.DataDescriptor, BootGdt.DataSelector);
 
         Assert.Equal((0x100_0200UL, 0x7000UL, 0UL, 2UL), (regs.rip, regs.rsi, regs.rax, regs.rflags));
-        Assert.Equal(VcpuSetup.Cr0Pe | VcpuSetup.Cr0Pg, sregs.cr0 & (VcpuSetup.Cr0Pe | VcpuSetup.Cr0Pg));
+        Assert.Equal(BootControlRegisters.Cr0ProtectionEnable | BootControlRegisters.Cr0Paging, sregs.cr0 & (BootControlRegisters.Cr0ProtectionEnable | BootControlRegisters.Cr0Paging));
         Assert.Equal(0x9000UL, sregs.cr3);
-        Assert.Equal(VcpuSetup.Cr4Pae, sregs.cr4 & VcpuSetup.Cr4Pae);
-        Assert.Equal(VcpuSetup.EferLme | VcpuSetup.EferLma, sregs.efer);
+        Assert.Equal(BootControlRegisters.Cr4Pae, sregs.cr4 & BootControlRegisters.Cr4Pae);
+        Assert.Equal(BootControlRegisters.EferLme | BootControlRegisters.EferLma, sregs.efer);
         Assert.Equal((1, BootGdt.Code64Selector), (sregs.cs.l, sregs.cs.selector));
         Assert.All(new[] { sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss }, d => Assert.Equal(BootGdt.DataSelector, d.selector));
         Assert.Equal((0x500UL, (ushort)39), (sregs.gdt.@base, sregs.gdt.limit));
@@ -104,7 +104,7 @@ public sealed class VcpuSetupTests
             BootGdt.Code32Descriptor, BootGdt.Code32Selector, BootGdt.DataDescriptor, BootGdt.DataSelector);
 
         Assert.Equal((0x100_0000UL, 0x6000UL), (regs.rip, regs.rbx));
-        Assert.Equal(VcpuSetup.Cr0Pe, sregs.cr0 & (VcpuSetup.Cr0Pe | VcpuSetup.Cr0Pg));
+        Assert.Equal(BootControlRegisters.Cr0ProtectionEnable, sregs.cr0 & (BootControlRegisters.Cr0ProtectionEnable | BootControlRegisters.Cr0Paging));
         Assert.Equal((0UL, 0UL), (sregs.cr4, sregs.efer));
         Assert.Equal((1, 0, BootGdt.Code32Selector), (sregs.cs.db, sregs.cs.l, sregs.cs.selector));
         Assert.Equal(32, CrashReport.Bitness(sregs));

@@ -1,0 +1,23 @@
+namespace Csvmm.Block;
+
+/// <summary>How the host caches a disk's data (QEMU's cache= values csvmm supports).</summary>
+public enum DiskCacheMode
+{
+    /// <summary>Buffered I/O through the host page cache; a guest flush is fdatasync.</summary>
+    Writeback,
+    /// <summary>O_DIRECT: bypass the host page cache (still fdatasync on a guest flush, for the device's own cache).</summary>
+    None,
+}
+
+/// <summary>What to open and how: the block layer's view of one <c>--disk</c> argument.</summary>
+/// <param name="Path">The image or block device; symlinks are followed.</param>
+/// <param name="ReadOnly">Open O_RDONLY and take a shared lock instead of an exclusive one.</param>
+/// <param name="Cache">Buffered or O_DIRECT.</param>
+public sealed record DiskOpenOptions(string Path, bool ReadOnly = false, DiskCacheMode Cache = DiskCacheMode.Writeback)
+{
+    /// <summary>
+    /// Receives one-line warnings about things that were degraded but not refused (O_DIRECT unsupported by the
+    /// file system, image locking unsupported). Null: warnings are dropped.
+    /// </summary>
+    public Action<string>? Warn { get; init; }
+}

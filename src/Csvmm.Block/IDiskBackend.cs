@@ -1,0 +1,82 @@
+namespace Csvmm.Block;
+
+/// <summary>
+/// A guest disk's storage: the small operation table the block devices (virtio-blk, IDE) sit on, so other image
+/// formats can follow without touching them (kvmtool's disk_image_operations, Cloud Hypervisor's DiskFile).
+/// </summary>
+/// <remarks>
+/// <para>Offsets and lengths are in bytes. Any range inside <c>[0, SizeBytes)</c> is accepted; devices pass
+/// sector multiples (<see cref="DiskBackendExtensions.ReadSectors"/>). A range that leaves the disk, or whose
+/// offset + length wraps, fails with <see cref="DiskIoStatus.OutOfRange"/> before any host access.</para>
+/// <para>Buffers are spans straight into guest RAM: the backend reads into and writes from them directly.
+/// A request is all-or-nothing from the device's point of view: short transfers are continued, EINTR is
+/// retried, and a failure is reported as a <see cref="DiskIoResult"/> — no request method throws, so nothing
+/// escapes into a vCPU or I/O thread.</para>
+/// <para>Requests may come from several threads at once (each IDE channel on its vCPU thread, virtio-blk
+/// on its I/O thread); overlapping concurrent writes have no defined order, as on real hardware.</para>
+/// </remarks>
+public interface IDiskBackend : IDisposable
+{
+    /// <summary>The disk's capacity, fixed when it was opened; a multiple of <see cref="LogicalBlockSize"/>.</summary>
+    ulong SizeBytes { get; }
+
+    /// <summary>True when the disk refuses writes, discards and write-zeroes (<see cref="DiskIoStatus.ReadOnly"/>).</summary>
+    bool ReadOnly { get; }
+
+    /// <summary>The sector size the guest sees: 512.</summary>
+    int LogicalBlockSize { get; }
+
+    /// <summary>One line for logs and errors: path, format, size, mode.</summary>
+    string Describe { get; }
+
+    /// <summary>This disk's request counters.</summary>
+    DiskCounters Counters { get; }
+
+    /// <summary>Fills all of <paramref name="destination"/> from the disk at <paramref name="offset"/>.</summary>
+    DiskIoResult Read(ulong offset, Span<byte> destination);
+
+    /// <summary>Writes all of <paramref name="source"/> to the disk at <paramref name="offset"/>.</summary>
+    DiskIoResult Write(ulong offset, ReadOnlySpan<byte> source);
+
+    /// <summary>Makes every completed write durable (fdatasync): a guest FLUSH / FLUSH CACHE.</summary>
+    DiskIoResult Flush();
+
+    /// <summary>
+    /// Tells the host the range is no longer needed (a hint: a backend that cannot deallocate succeeds
+    /// without doing anything). What the range reads back afterwards is unspecified.
+    /// </summary>
+    DiskIoResult Discard(ulong offset, ulong length);
+
+    /// <summary>
+    /// Makes the range read back as zeroes. With <paramref name="unmap"/> the backend may deallocate it
+    /// (virtio-blk WRITE_ZEROES with the UNMAP flag); otherwise it stays allocated.
+    /// </summary>
+    DiskIoResult WriteZeroes(ulong offset, ulong length, bool unmap);
+}
+
+/// <summary>Sector-addressed helpers for devices: the sector-to-byte conversion is checked.</summary>
+public static class DiskBackendExtensions
+{
+    /// <summary>The capacity in <see cref="IDiskBackend.LogicalBlockSize"/> sectors.</summary>
+    public static ulong SectorCount(this IDiskBackend disk) => disk.SizeBytes / (ulong)disk.LogicalBlockSize;
+
+    /// <summary>Reads <paramref name="destination"/> starting at <paramref name="sector"/>; a sector number whose byte offset overflows is out of range.</summary>
+    public static DiskIoResult ReadSectors(this IDiskBackend disk, ulong sector, Span<byte> destination) =>
+        TrySectorOffset(sector, disk.LogicalBlockSize, out ulong offset) ? disk.Read(offset, destination) : DiskIoResult.OutOfRange;
+
+    /// <summary>Writes <paramref name="source"/> starting at <paramref name="sector"/>; a sector number whose byte offset overflows is out of range.</summary>
+    public static DiskIoResult WriteSectors(this IDiskBackend disk, ulong sector, ReadOnlySpan<byte> source) =>
+        TrySectorOffset(sector, disk.LogicalBlockSize, out ulong offset) ? disk.Write(offset, source) : DiskIoResult.OutOfRange;
+
+    /// <summary><paramref name="sector"/> × <paramref name="blockSize"/>, or false when it overflows 64 bits.</summary>
+    public static bool TrySectorOffset(ulong sector, int blockSize, out ulong offset)
+    {
+        if (blockSize <= 0 || sector > ulong.MaxValue / (ulong)blockSize)
+        {
+            offset = 0;
+            return false;
+        }
+        offset = sector * (ulong)blockSize;
+        return true;
+    }
+}
