@@ -8,7 +8,7 @@ export CSVMM_CACHE=${CSVMM_CACHE:-$HOME/.cache/csvmm}
 
 # Debian packages csvmm's build, tests and benchmarks need (installed only when missing).
 APT_PACKAGES=(
-  gcc make linux-libc-dev            # struct-layout tests compile C against <linux/kvm.h>; bench's C KVM loop
+  build-essential patch linux-libc-dev   # gcc, libc6-dev, make: struct-layout tests compile C against <linux/kvm.h>; bench's C KVM loop
   linux-source bc flex bison libelf-dev libssl-dev cpio lz4 xz-utils   # the test kernel (tests/guest)
   busybox-static e2fsprogs fdisk     # initramfs and ext4 disk images for guests
   qemu-system-x86 seabios            # the benchmark baseline and real firmware
