@@ -41,6 +41,8 @@ public sealed class MachineRunner
             }
             TimeSpan? left = deadline is { } d ? (d - DateTime.UtcNow) is var l && l > TimeSpan.Zero ? l : TimeSpan.Zero : null;
             var outcome = vm.Run(left);
+            if (outcome.Kind == VmExitKind.Timeout && _config.Timeout is { } total)
+                outcome = outcome with { Reason = $"timeout after {total.TotalSeconds:0.#} s" };
             lock (_lock) _current = null;
             _log.Information("VM stopped: {Kind} ({Reason}); {Exits} exits", outcome.Kind, outcome.Reason, vm.TotalExits);
             if (outcome.Kind == VmExitKind.Reset && !_config.NoReboot)
