@@ -54,6 +54,38 @@ public static class Program
             if (path is not null && InputFile.Check(path, role) is { } problem)
                 return Fail(ExitCodes.BadInput, problem);
 
+        // Disks are opened (and locked, as QEMU does) before anything else runs; they stay open, holding their
+        // locks, for the life of the process.
+        var disks = new List<Csvmm.Block.RawDisk>();
+        try
+        {
+            foreach (var d in config.Disks)
+            {
+                disks.Add(Csvmm.Block.DiskOpener.Open(new Csvmm.Block.DiskOpenOptions(d.Path, d.ReadOnly,
+                    d.Cache == DiskCache.None ? Csvmm.Block.DiskCacheMode.None : Csvmm.Block.DiskCacheMode.Writeback)
+                { Warn = m => log.Warning("{Warning}", m) }));
+            }
+        }
+        catch (Csvmm.Block.DiskException e)
+        {
+            foreach (var d in disks) d.Dispose();
+            return Fail(ExitCodes.BadInput, e.Message);
+        }
+        if (disks.Count > 0)
+            log.Warning("{Count} disk(s) opened and locked, but csvmm has no block devices yet: the guest will not see them", disks.Count);
+
+        try
+        {
+            return RunMachine(options, log, config);
+        }
+        finally
+        {
+            foreach (var d in disks) d.Dispose();
+        }
+    }
+
+    private static int RunMachine(CliOptions options, Serilog.Core.Logger log, MachineConfig config)
+    {
         ISerialOutput serialOut;
         HostSerialOutput? hostOut = null;
         try

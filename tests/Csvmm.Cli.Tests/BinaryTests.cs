@@ -241,3 +241,83 @@ public class BinaryGuestTests : IDisposable
         Assert.Contains(lines, l => l.Contains("ACPI S5"));
     }
 }
+
+/// <summary>--disk is opened, validated and locked before the VM starts (block devices follow in the next slice).</summary>
+public class BinaryDiskTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("csvmm-cli-disk-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private string Firmware(params byte[] resetCode)
+    {
+        var image = new byte[65536];
+        resetCode.CopyTo(image, 0xFFF0);
+        string p = Path.Combine(_dir, $"fw-{Guid.NewGuid():N}.bin");
+        File.WriteAllBytes(p, image);
+        return p;
+    }
+
+    private string Disk(string name, int size)
+    {
+        string p = Path.Combine(_dir, name);
+        File.WriteAllBytes(p, new byte[size]);
+        return p;
+    }
+
+    private static readonly byte[] PowerOff = [0xBA, 0x04, 0x06, 0xB8, 0x00, 0x34, 0xEF, 0xF4];
+
+    [Theory]
+    [InlineData("missing", "No such file or directory")]
+    [InlineData("directory", "directory")]
+    [InlineData("empty", "empty")]
+    [InlineData("odd", "not a multiple of 512")]
+    [InlineData("chardev", "/dev/null")]
+    public void BadDiskIsOneLineBeforeTheVmStarts(string kind, string fragment)
+    {
+        string path = kind switch
+        {
+            "missing" => Path.Combine(_dir, "nope.img"),
+            "directory" => _dir,
+            "empty" => Disk("empty.img", 0),
+            "odd" => Disk("odd.img", 1000),
+            _ => "/dev/null",
+        };
+        var (code, _, stderr) = BinaryTests.Csvmm("--firmware", Firmware(PowerOff), "--memory", "16M", "--disk", path);
+        Assert.Equal(3, code);
+        Assert.StartsWith("csvmm: ", stderr);
+        Assert.Contains(fragment, stderr);
+        Assert.Single(stderr.TrimEnd().Split('\n'));
+    }
+
+    [Fact]
+    public void SecondWriterOfAnImageIsRefusedWhileReadersShare()
+    {
+        string img = Disk("shared.img", 1 << 20);
+        string exe = Path.Combine(BinaryTests.RepoRoot(), "out", "csvmm");
+        var psi = new System.Diagnostics.ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true, RedirectStandardInput = true };
+        foreach (var a in new[] { "--firmware", Firmware(0xEB, 0xFE), "--memory", "16M", "--timeout", "30", "--disk", img })
+            psi.ArgumentList.Add(a);
+        using var first = System.Diagnostics.Process.Start(psi)!;
+        try
+        {
+            Thread.Sleep(1500); // the first VM holds its write lock while it runs
+            if (first.HasExited) Assert.Fail("the first csvmm ended early: " + first.StandardError.ReadToEnd());
+
+            var (code, _, stderr) = BinaryTests.Csvmm("--firmware", Firmware(PowerOff), "--memory", "16M", "--disk", img);
+            Assert.Equal(3, code);
+            Assert.Contains("in use by another process", stderr);
+
+            var (roCode, _, roErr) = BinaryTests.Csvmm("--firmware", Firmware(PowerOff), "--memory", "16M", "--disk", img + ",readonly=on");
+            Assert.Equal(3, roCode); // a reader is refused too while a writer holds the image
+            Assert.Contains("in use by another process", roErr);
+        }
+        finally
+        {
+            first.Kill();
+            first.WaitForExit();
+        }
+        var (after, _, afterErr) = BinaryTests.Csvmm("--firmware", Firmware(PowerOff), "--memory", "16M", "--disk", img);
+        Assert.True(after == 0, afterErr); // the lock went away with the first process
+    }
+}

@@ -1,0 +1,344 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Csvmm.Block;
+
+/// <summary>
+/// A raw image (or a block device) as a guest disk: every request is one positional pread/pwrite (continued if
+/// short) straight between the file and the caller's span, normally guest RAM. Created by <see cref="DiskOpener"/>.
+/// </summary>
+/// <remarks>
+/// <para>cache=none opens the file O_DIRECT. Its alignment (<see cref="Alignment"/>) is BLKSSZGET for a block
+/// device and statx(STATX_DIOALIGN) for a file (st_blksize on kernels before 6.1); the opener only enables O_DIRECT
+/// when the disk size is a multiple of it. A request whose offset, length or buffer address is not aligned
+/// goes through an aligned bounce buffer instead:
+/// reads read the enclosing aligned blocks and copy out; writes read-modify-write the partial blocks at either
+/// end. The buffer (from NativeMemory.AlignedAlloc, allocated on first need and reused) is guarded by a lock
+/// that only that slow path takes; aligned requests take no lock and never copy.</para>
+/// <para>All request methods are safe to call from several threads at once, and none throws.</para>
+/// </remarks>
+public sealed unsafe class RawDisk : IDiskBackend
+{
+    private const int BounceCapacity = 256 * 1024;
+
+    private readonly DiskFileHandle _handle;
+    private readonly ulong _size;
+    private readonly bool _readOnly;
+    private readonly bool _direct;
+    private readonly ulong _offsetMask;
+    private readonly nuint _memoryMask;
+    private readonly Lock _bounceLock = new();
+    private byte* _bounce;
+    private bool _disposed;
+
+    internal RawDisk(DiskFileHandle handle, string path, DiskFileKind kind, ulong size, bool readOnly,
+        DirectIoAlignment alignment, DiskLockMode lockMode)
+    {
+        _handle = handle;
+        _size = size;
+        _readOnly = readOnly;
+        _direct = alignment.IsDirect;
+        _offsetMask = _direct ? alignment.Offset - 1UL : 0;
+        _memoryMask = _direct ? alignment.Memory - 1U : 0;
+        Path = path;
+        Kind = kind;
+        Alignment = alignment;
+        LockMode = lockMode;
+        Describe = $"{path} (raw {(kind == DiskFileKind.BlockDevice ? "block device" : "image")}, {size} bytes, " +
+                   $"{(readOnly ? "read-only" : "read-write")}, " +
+                   $"{(_direct ? $"cache=none (O_DIRECT, alignment {alignment.Offset}/{alignment.Memory} from {alignment.Source})" : "cache=writeback")}, " +
+                   $"{LockMode switch { DiskLockMode.Exclusive => "exclusive lock", DiskLockMode.Shared => "shared lock", _ => "not locked" }})";
+    }
+
+    /// <summary>The canonical path of the image or device (symlinks resolved).</summary>
+    public string Path { get; }
+
+    public DiskFileKind Kind { get; }
+    public ulong SizeBytes => _size;
+    public bool ReadOnly => _readOnly;
+    public int LogicalBlockSize => DiskValidation.SectorSize;
+    public string Describe { get; }
+    public DiskCounters Counters { get; } = new();
+
+    /// <summary>True when requests bypass the host page cache (cache=none and the file system took O_DIRECT).</summary>
+    public bool DirectIo => _direct;
+
+    /// <summary>The O_DIRECT alignment in force, or <see cref="DirectIoAlignment.Buffered"/>.</summary>
+    public DirectIoAlignment Alignment { get; }
+
+    /// <summary>The OFD lock this disk holds on its image until disposed.</summary>
+    public DiskLockMode LockMode { get; }
+
+    public DiskIoResult Read(ulong offset, Span<byte> destination)
+    {
+        int length = destination.Length;
+        if (!InRange(offset, (ulong)length)) return Counters.Error(DiskIoResult.OutOfRange);
+        if (length == 0) return DiskIoResult.Ok;
+        if (!_handle.TryAcquire(out int fd)) return Counters.Error(DiskIoResult.Closed);
+        try
+        {
+            DiskIoResult r;
+            fixed (byte* p = destination)
+            {
+                r = NeedsBounce(offset, length, p)
+                    ? BouncedRead(fd, offset, p, length)
+                    : DiskSyscalls.ReadFull(fd, p, length, (long)offset);
+            }
+            if (r.IsOk) Counters.RecordRead(length);
+            else Counters.RecordError();
+            return r;
+        }
+        finally
+        {
+            _handle.Release();
+        }
+    }
+
+    public DiskIoResult Write(ulong offset, ReadOnlySpan<byte> source)
+    {
+        int length = source.Length;
+        if (_readOnly) return Counters.Error(DiskIoResult.ReadOnlyDisk);
+        if (!InRange(offset, (ulong)length)) return Counters.Error(DiskIoResult.OutOfRange);
+        if (length == 0) return DiskIoResult.Ok;
+        if (!_handle.TryAcquire(out int fd)) return Counters.Error(DiskIoResult.Closed);
+        try
+        {
+            DiskIoResult r;
+            fixed (byte* p = source)
+                r = WriteCore(fd, offset, p, length);
+            if (r.IsOk) Counters.RecordWrite(length);
+            else Counters.RecordError();
+            return r;
+        }
+        finally
+        {
+            _handle.Release();
+        }
+    }
+
+    public DiskIoResult Flush()
+    {
+        // Nothing can be dirty on a read-only open: report success without a system call.
+        if (_readOnly)
+        {
+            Counters.RecordFlush();
+            return DiskIoResult.Ok;
+        }
+        if (!_handle.TryAcquire(out int fd)) return Counters.Error(DiskIoResult.Closed);
+        try
+        {
+            int err = DiskSyscalls.Fdatasync(fd);
+            if (err != 0) return Counters.Error(DiskIoResult.Host(err));
+            Counters.RecordFlush();
+            return DiskIoResult.Ok;
+        }
+        finally
+        {
+            _handle.Release();
+        }
+    }
+
+    /// <remarks>fallocate(PUNCH_HOLE | KEEP_SIZE). A file system or device that cannot punch holes makes this a successful no-op.</remarks>
+    public DiskIoResult Discard(ulong offset, ulong length)
+    {
+        if (_readOnly) return Counters.Error(DiskIoResult.ReadOnlyDisk);
+        if (!InRange(offset, length)) return Counters.Error(DiskIoResult.OutOfRange);
+        if (length == 0) return DiskIoResult.Ok;
+        if (!_handle.TryAcquire(out int fd)) return Counters.Error(DiskIoResult.Closed);
+        try
+        {
+            int err = DiskSyscalls.Fallocate(fd, NativeConstants.FallocPunchHole | NativeConstants.FallocKeepSize, (long)offset, (long)length);
+            if (err != 0 && !IsUnsupported(err)) return Counters.Error(DiskIoResult.Host(err));
+            Counters.RecordDiscard();
+            return DiskIoResult.Ok;
+        }
+        finally
+        {
+            _handle.Release();
+        }
+    }
+
+    /// <remarks>
+    /// With <paramref name="unmap"/>: fallocate(PUNCH_HOLE | KEEP_SIZE); without, or where holes are unsupported:
+    /// fallocate(ZERO_RANGE | KEEP_SIZE); where neither is supported: plain writes of zeroes.
+    /// </remarks>
+    public DiskIoResult WriteZeroes(ulong offset, ulong length, bool unmap)
+    {
+        if (_readOnly) return Counters.Error(DiskIoResult.ReadOnlyDisk);
+        if (!InRange(offset, length)) return Counters.Error(DiskIoResult.OutOfRange);
+        if (length == 0) return DiskIoResult.Ok;
+        if (!_handle.TryAcquire(out int fd)) return Counters.Error(DiskIoResult.Closed);
+        try
+        {
+            int err = Errno.Eopnotsupp;
+            if (unmap) err = DiskSyscalls.Fallocate(fd, NativeConstants.FallocPunchHole | NativeConstants.FallocKeepSize, (long)offset, (long)length);
+            if (err != 0 && IsUnsupported(err))
+                err = DiskSyscalls.Fallocate(fd, NativeConstants.FallocZeroRange | NativeConstants.FallocKeepSize, (long)offset, (long)length);
+            DiskIoResult r = err == 0 ? DiskIoResult.Ok
+                : IsUnsupported(err) ? WriteZeroesByWriting(fd, offset, length)
+                : DiskIoResult.Host(err);
+            if (r.IsOk) Counters.RecordWriteZeroes();
+            else Counters.RecordError();
+            return r;
+        }
+        finally
+        {
+            _handle.Release();
+        }
+    }
+
+    /// <summary>The fallback of <see cref="WriteZeroes"/>, callable on its own by tests: writes zeroes through the ordinary write path.</summary>
+    internal DiskIoResult WriteZeroesByWriting(ulong offset, ulong length)
+    {
+        if (_readOnly) return DiskIoResult.ReadOnlyDisk;
+        if (!InRange(offset, length)) return DiskIoResult.OutOfRange;
+        if (!_handle.TryAcquire(out int fd)) return DiskIoResult.Closed;
+        try
+        {
+            return WriteZeroesByWriting(fd, offset, length);
+        }
+        finally
+        {
+            _handle.Release();
+        }
+    }
+
+    private DiskIoResult WriteZeroesByWriting(int fd, ulong offset, ulong length)
+    {
+        while (length > 0)
+        {
+            int chunk = (int)Math.Min(length, (ulong)ZeroBuffer.Length);
+            DiskIoResult r = WriteCore(fd, offset, ZeroBuffer.Pointer, chunk);
+            if (!r.IsOk) return r;
+            offset += (ulong)chunk;
+            length -= (ulong)chunk;
+        }
+        return DiskIoResult.Ok;
+    }
+
+    /// <summary>[offset, offset + length) lies inside the disk. Written so that nothing can overflow.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool InRange(ulong offset, ulong length) => offset <= _size && length <= _size - offset;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool NeedsBounce(ulong offset, int length, byte* buffer) =>
+        _direct && (((offset | (uint)length) & _offsetMask) != 0 || ((nuint)buffer & _memoryMask) != 0);
+
+    private static bool IsUnsupported(int errno) => errno is Errno.Eopnotsupp or Errno.Einval or Errno.Enosys;
+
+    private DiskIoResult WriteCore(int fd, ulong offset, byte* source, int length) =>
+        NeedsBounce(offset, length, source)
+            ? BouncedWrite(fd, offset, source, length)
+            : DiskSyscalls.WriteFull(fd, source, length, (long)offset);
+
+    // The bounce paths rely on the opener's guarantee that the disk size is a multiple of the offset alignment,
+    // so the aligned blocks around any in-range request are inside the file.
+
+    private DiskIoResult BouncedRead(int fd, ulong offset, byte* destination, int length)
+    {
+        Counters.RecordBounce();
+        lock (_bounceLock)
+        {
+            byte* bounce = AcquireBounce();
+            if (bounce == null) return DiskIoResult.Closed;
+            int done = 0;
+            while (done < length)
+            {
+                ulong pos = offset + (ulong)done;
+                ulong start = pos & ~_offsetMask;
+                int head = (int)(pos - start);
+                int remaining = length - done;
+                int span = (int)Math.Min(BounceCapacity, AlignUp((ulong)head + (ulong)remaining));
+                DiskIoResult r = DiskSyscalls.ReadFull(fd, bounce, span, (long)start);
+                if (!r.IsOk) return r;
+                int n = Math.Min(span - head, remaining);
+                new ReadOnlySpan<byte>(bounce + head, n).CopyTo(new Span<byte>(destination + done, n));
+                done += n;
+            }
+            return DiskIoResult.Ok;
+        }
+    }
+
+    private DiskIoResult BouncedWrite(int fd, ulong offset, byte* source, int length)
+    {
+        Counters.RecordBounce();
+        int block = (int)(_offsetMask + 1);
+        lock (_bounceLock)
+        {
+            byte* bounce = AcquireBounce();
+            if (bounce == null) return DiskIoResult.Closed;
+            int done = 0;
+            while (done < length)
+            {
+                ulong pos = offset + (ulong)done;
+                ulong start = pos & ~_offsetMask;
+                int head = (int)(pos - start);
+                int remaining = length - done;
+                int span = (int)Math.Min(BounceCapacity, AlignUp((ulong)head + (ulong)remaining));
+                int n = Math.Min(span - head, remaining);
+                int end = head + n;
+
+                // Read-modify-write only the partial blocks at either end of this chunk.
+                if (head != 0)
+                {
+                    DiskIoResult r = DiskSyscalls.ReadFull(fd, bounce, block, (long)start);
+                    if (!r.IsOk) return r;
+                }
+                int lastBlock = end & ~(block - 1);
+                if ((end & (block - 1)) != 0 && !(head != 0 && lastBlock == 0))
+                {
+                    DiskIoResult r = DiskSyscalls.ReadFull(fd, bounce + lastBlock, block, (long)start + lastBlock);
+                    if (!r.IsOk) return r;
+                }
+                new ReadOnlySpan<byte>(source + done, n).CopyTo(new Span<byte>(bounce + head, n));
+                DiskIoResult w = DiskSyscalls.WriteFull(fd, bounce, span, (long)start);
+                if (!w.IsOk) return w;
+                done += n;
+            }
+            return DiskIoResult.Ok;
+        }
+    }
+
+    private ulong AlignUp(ulong value) => (value + _offsetMask) & ~_offsetMask;
+
+    /// <summary>The bounce buffer, allocated on first use (caller holds the lock); null once disposed.</summary>
+    private byte* AcquireBounce()
+    {
+        if (_disposed) return null;
+        if (_bounce == null)
+            _bounce = (byte*)NativeMemory.AlignedAlloc(BounceCapacity, Math.Max((nuint)(_offsetMask + 1), _memoryMask + 1));
+        return _bounce;
+    }
+
+    /// <summary>Closes the image (dropping its lock) once no request is using it, and frees the bounce buffer.</summary>
+    public void Dispose()
+    {
+        lock (_bounceLock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            if (_bounce != null)
+            {
+                NativeMemory.AlignedFree(_bounce);
+                _bounce = null;
+            }
+        }
+        _handle.Dispose();
+    }
+
+    public override string ToString() => Describe;
+
+    /// <summary>64 KiB of zeroes, page aligned so O_DIRECT takes it as is; allocated once per process, never freed.</summary>
+    private static class ZeroBuffer
+    {
+        public const int Length = 64 * 1024;
+        public static readonly byte* Pointer = Allocate();
+
+        private static byte* Allocate()
+        {
+            var p = (byte*)NativeMemory.AlignedAlloc(Length, 4096);
+            NativeMemory.Clear(p, Length);
+            return p;
+        }
+    }
+}

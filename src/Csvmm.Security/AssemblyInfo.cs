@@ -1,0 +1,2 @@
+// libsepol, glibc and /proc: Linux only.
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]

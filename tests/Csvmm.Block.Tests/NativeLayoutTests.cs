@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Csvmm.Block.Tests;
+
+/// <summary>
+/// The block layer's hand-written C structs, ioctl numbers and constants, checked against the installed headers:
+/// a C program prints each value as gcc sees it.
+/// </summary>
+public sealed class NativeLayoutTests
+{
+    private static readonly (string Expression, long Expected)[] Facts =
+    [
+        ("sizeof(struct flock)", Unsafe.SizeOf<Flock>()),
+        ("offsetof(struct flock, l_type)", Offset<Flock>(nameof(Flock.Type))),
+        ("offsetof(struct flock, l_whence)", Offset<Flock>(nameof(Flock.Whence))),
+        ("offsetof(struct flock, l_start)", Offset<Flock>(nameof(Flock.Start))),
+        ("offsetof(struct flock, l_len)", Offset<Flock>(nameof(Flock.Length))),
+        ("offsetof(struct flock, l_pid)", Offset<Flock>(nameof(Flock.Pid))),
+        ("F_OFD_GETLK", DiskLock.GetLockCommand),
+        ("F_OFD_SETLK", DiskLock.SetLockCommand),
+        ("F_RDLCK", DiskLock.ReadLock),
+        ("F_WRLCK", DiskLock.WriteLock),
+        ("F_UNLCK", DiskLock.Unlock),
+        ("BLKGETSIZE64", BlockIoctl.GetSize64),
+        ("BLKSSZGET", BlockIoctl.GetSectorSize),
+        ("FALLOC_FL_KEEP_SIZE", NativeConstants.FallocKeepSize),
+        ("FALLOC_FL_PUNCH_HOLE", NativeConstants.FallocPunchHole),
+        ("FALLOC_FL_ZERO_RANGE", NativeConstants.FallocZeroRange),
+        ("sizeof(struct statx)", Unsafe.SizeOf<StatX>()),
+        ("offsetof(struct statx, stx_mask)", Offset<StatX>(nameof(StatX.Mask))),
+        ("offsetof(struct statx, stx_blksize)", Offset<StatX>(nameof(StatX.BlockSize))),
+        ("offsetof(struct statx, stx_mode)", Offset<StatX>(nameof(StatX.Mode))),
+        ("offsetof(struct statx, stx_ino)", Offset<StatX>(nameof(StatX.Inode))),
+        ("offsetof(struct statx, stx_size)", Offset<StatX>(nameof(StatX.Size))),
+        ("offsetof(struct statx, stx_blocks)", Offset<StatX>(nameof(StatX.Blocks))),
+        ("offsetof(struct statx, stx_rdev_major)", Offset<StatX>(nameof(StatX.RdevMajor))),
+        ("offsetof(struct statx, stx_rdev_minor)", Offset<StatX>(nameof(StatX.RdevMinor))),
+        ("offsetof(struct statx, stx_dev_major)", Offset<StatX>(nameof(StatX.DevMajor))),
+        ("offsetof(struct statx, stx_dev_minor)", Offset<StatX>(nameof(StatX.DevMinor))),
+        ("offsetof(struct statx, stx_dio_mem_align)", Offset<StatX>(nameof(StatX.DioMemAlign))),
+        ("offsetof(struct statx, stx_dio_offset_align)", Offset<StatX>(nameof(StatX.DioOffsetAlign))),
+        ("STATX_TYPE", NativeConstants.StatxType),
+        ("STATX_MODE", NativeConstants.StatxMode),
+        ("STATX_INO", NativeConstants.StatxIno),
+        ("STATX_SIZE", NativeConstants.StatxSize),
+        ("STATX_BLOCKS", NativeConstants.StatxBlocks),
+        ("STATX_DIOALIGN", NativeConstants.StatxDioAlign),
+        ("EPERM", Errno.Eperm), ("ENOENT", Errno.Enoent), ("EINTR", Errno.Eintr), ("EIO", Errno.Eio),
+        ("EAGAIN", Errno.Eagain), ("EACCES", Errno.Eacces), ("EISDIR", Errno.Eisdir), ("EINVAL", Errno.Einval),
+        ("ETXTBSY", Errno.Etxtbsy), ("EROFS", Errno.Erofs), ("ENOLCK", Errno.Enolck), ("ENOSYS", Errno.Enosys),
+        ("EOPNOTSUPP", Errno.Eopnotsupp),
+        // Tmds.LibC values the opener relies on.
+        ("O_DIRECT", Tmds.Linux.LibC.O_DIRECT), ("O_CLOEXEC", Tmds.Linux.LibC.O_CLOEXEC), ("O_NOCTTY", Tmds.Linux.LibC.O_NOCTTY),
+        ("O_NONBLOCK", Tmds.Linux.LibC.O_NONBLOCK), ("F_SETFL", Tmds.Linux.LibC.F_SETFL), ("AT_EMPTY_PATH", Tmds.Linux.LibC.AT_EMPTY_PATH),
+    ];
+
+    [SkippableFact]
+    public void BindingsMatchTheCHeaders()
+    {
+        IReadOnlyDictionary<string, long>? actual = Probe();
+        Skip.If(actual is null, "gcc is not installed");
+        var wrong = Facts.Where(f => actual![f.Expression] != f.Expected)
+            .Select(f => $"{f.Expression}: C says {actual![f.Expression]}, C# has {f.Expected}").ToList();
+        Assert.Empty(wrong);
+    }
+
+    private static long Offset<T>(string field) => Marshal.OffsetOf<T>(field).ToInt64();
+
+    /// <summary>Compiles and runs the probe; null when gcc is missing. Line i of its output is the value of Facts[i].</summary>
+    private static IReadOnlyDictionary<string, long>? Probe()
+    {
+        DirectoryInfo dir = Directory.CreateTempSubdirectory("csvmm-block-probe-");
+        try
+        {
+            var c = new StringBuilder();
+            c.AppendLine("#define _GNU_SOURCE");
+            foreach (string h in new[] { "stddef.h", "stdio.h", "errno.h", "fcntl.h", "sys/stat.h", "linux/fs.h", "linux/falloc.h" })
+                c.AppendLine($"#include <{h}>");
+            c.AppendLine("int main(void)\n{");
+            foreach ((string expression, _) in Facts)
+                c.AppendLine($"    printf(\"%lld\\n\", (long long)({expression}));");
+            c.AppendLine("    return 0;\n}");
+            string source = Path.Combine(dir.FullName, "probe.c"), exe = Path.Combine(dir.FullName, "probe");
+            File.WriteAllText(source, c.ToString());
+
+            (int gcc, string _, string gccErr) = Run("gcc", "-std=gnu11", "-Wall", "-Werror", "-o", exe, source);
+            if (gcc == -1) return null;
+            Assert.True(gcc == 0, $"the probe did not compile: {gccErr}");
+            (int rc, string output, string err) = Run(exe);
+            Assert.True(rc == 0, $"the probe failed: {err}");
+            string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(Facts.Length, lines.Length);
+            return Facts.Select((f, i) => (f.Expression, long.Parse(lines[i]))).ToDictionary(x => x.Expression, x => x.Item2);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>Exit code (-1 when the program cannot be started), stdout, stderr.</summary>
+    private static (int, string, string) Run(string program, params string[] args)
+    {
+        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in args) psi.ArgumentList.Add(a);
+        try
+        {
+            using Process p = Process.Start(psi)!;
+            Task<string> stderr = p.StandardError.ReadToEndAsync();
+            string stdout = p.StandardOutput.ReadToEnd();
+            p.WaitForExit();
+            return (p.ExitCode, stdout, stderr.Result);
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return (-1, "", "");
+        }
+    }
+}
