@@ -20,4 +20,11 @@ public sealed record DiskOpenOptions(string Path, bool ReadOnly = false, DiskCac
     /// file system, image locking unsupported). Null: warnings are dropped.
     /// </summary>
     public Action<string>? Warn { get; init; }
+
+    /// <summary>
+    /// How messages name the disk instead of <see cref="Path"/>: set when <see cref="Path"/> is a
+    /// <c>/proc/self/fd/N</c> reopen of a descriptor the SELinux gate checked (the user gave another path).
+    /// Null: the path as given, plus "-> resolved path" when a symlink led elsewhere.
+    /// </summary>
+    public string? DisplayName { get; init; }
 }

@@ -54,10 +54,10 @@ public static class DiskOpener
         bool readOnly = options.ReadOnly;
 
         int err = DiskSyscalls.StatPath(path, out StatX before);
-        if (err != 0) throw new DiskException($"{path}: {DiskValidation.DescribeOpenError(err, readOnly)}", err);
+        if (err != 0) throw new DiskException($"{options.DisplayName ?? path}: {DiskValidation.DescribeOpenError(err, readOnly)}", err);
 
         string? resolved = DiskSyscalls.RealPath(path);
-        string name = DisplayName(path, resolved);
+        string name = options.DisplayName ?? DisplayName(path, resolved);
         Refuse(name, DiskValidation.CheckKind(DiskValidation.KindOf(before.Mode)));
 
         int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | LibC.O_NOCTTY | LibC.O_NONBLOCK;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Csvmm.Machine;
+using Csvmm.Security;
 using Serilog.Events;
 
 namespace Csvmm.Cli;
@@ -8,7 +9,47 @@ namespace Csvmm.Cli;
 public sealed record SerialSpec(SerialMode Mode, string? Path);
 
 /// <summary>The validated command line.</summary>
-public sealed record CliOptions(MachineConfig Machine, SerialSpec Serial, LogEventLevel LogLevel, string? LogFile);
+public sealed record CliOptions(MachineConfig Machine, SerialSpec Serial, LogEventLevel LogLevel, string? LogFile, SecurityOptions Security);
+
+/// <summary>The validated command line of <c>csvmm check</c>.</summary>
+public sealed record CheckOptions(IReadOnlyList<string> Disks, SecurityOptions Security);
+
+/// <summary>The SELinux options, shared by <c>csvmm</c> and <c>csvmm check</c> (one instance per command).</summary>
+public sealed class SecurityOptionSet
+{
+    public Option<string?> Selinux { get; } = new("--selinux") { Description = "SELinux entrypoint checks: enforcing, permissive or disabled (default: follow the host; see README)", HelpName = "MODE" };
+    public Option<string?> Policy { get; } = new("--policy") { Description = "Compiled standalone SELinux policy (default: policy/policy.33 beside the csvmm executable)", HelpName = "FILE" };
+    public Option<string?> FileContexts { get; } = new("--file-contexts") { Description = "Trusted image path to label mapping (default: file_contexts beside the policy)", HelpName = "FILE" };
+    public Option<string?> Context { get; } = new("--context") { Description = $"Security context csvmm acts as (default {StandalonePolicy.DefaultProcessContext})", HelpName = "CTX" };
+    public Option<bool> TrustXattr { get; } = new("--trust-xattr") { Description = "Label disks by their security.selinux attribute (self-asserted without SELinux) instead of file_contexts" };
+
+    public void AddTo(Command command)
+    {
+        foreach (var o in new Option[] { Selinux, Policy, FileContexts, Context, TrustXattr })
+            command.Options.Add(o);
+    }
+
+    /// <summary>Validates the SELinux options, or returns a one-line usage error.</summary>
+    public (SecurityOptions? Options, string? Error) ToOptions(ParseResult r)
+    {
+        EnforcementMode? mode = null;
+        if (r.GetValue(Selinux) is { } modeText)
+        {
+            mode = SecurityOptions.ParseMode(modeText);
+            if (mode is null) return (null, $"--selinux {modeText}: expected enforcing, permissive or disabled");
+        }
+        string? policy = r.GetValue(Policy);
+        if (policy is { Length: 0 }) return (null, "--policy: empty path");
+        string? fileContexts = r.GetValue(FileContexts);
+        if (fileContexts is { Length: 0 }) return (null, "--file-contexts: empty path");
+        string? context = r.GetValue(Context);
+        if (context is { Length: 0 }) return (null, "--context: empty context");
+        string policyPath = policy is null ? SecurityOptions.DefaultPolicyPath : Path.GetFullPath(policy);
+        return (new SecurityOptions(mode, policyPath,
+            fileContexts is null ? SecurityOptions.DefaultFileContextsPath(policyPath) : Path.GetFullPath(fileContexts),
+            context ?? StandalonePolicy.DefaultProcessContext, r.GetValue(TrustXattr)), null);
+    }
+}
 
 /// <summary>csvmm's command-line grammar (System.CommandLine) and the validation that turns it into <see cref="CliOptions"/>.</summary>
 public sealed class CommandLine
@@ -29,11 +70,41 @@ public sealed class CommandLine
     public Option<FileInfo?> LogFile { get; } = new("--log-file") { Description = "Also write the log as JSON lines to FILE", HelpName = "FILE" };
     public Option<double?> Timeout { get; } = new("--timeout") { Description = "Stop the VM after SECONDS (exit code 7)", HelpName = "SECONDS" };
 
+    public SecurityOptionSet Security { get; } = new();
+
+    /// <summary><c>csvmm check</c>: the SELinux decision for disks, without creating a VM.</summary>
+    public Command Check { get; } = new("check", "Show the SELinux entrypoint decision for disks (file read, VM context, entrypoint) without creating a VM; exit 0 when the policy allows, 6 when it denies");
+    public Option<string[]> CheckDisk { get; } = new("--disk") { Description = "Disk image PATH (or a full --disk SPEC) to decide on (repeatable)", HelpName = "PATH", AllowMultipleArgumentsPerToken = false };
+    public SecurityOptionSet CheckSecurity { get; } = new();
+
     public CommandLine()
     {
         Root = new RootCommand("csvmm: a KVM virtual machine monitor that boots Linux guests from kernels, firmware and disk images");
         foreach (var o in new Option[] { Kernel, Initrd, Append, Firmware, Disk, Memory, Cpus, Serial, NoReboot, LogLevel, LogFile, Timeout })
             Root.Options.Add(o);
+        Security.AddTo(Root);
+        Check.Options.Add(CheckDisk);
+        CheckSecurity.AddTo(Check);
+        Root.Subcommands.Add(Check);
+        // A command with subcommands and no action makes System.CommandLine demand a subcommand; the root runs a VM.
+        // Program.Main replaces this placeholder with the real action.
+        Root.SetAction(_ => ExitCodes.Internal);
+    }
+
+    /// <summary>Validates a <c>csvmm check</c> parse result, or returns a one-line usage error.</summary>
+    public (CheckOptions? Options, string? Error) ToCheckOptions(ParseResult r)
+    {
+        if (r.Errors.Count > 0) return (null, r.Errors[0].Message);
+        var disks = new List<string>();
+        foreach (var d in r.GetValue(CheckDisk) ?? [])
+        {
+            if (!DiskSpecParser.TryParse(d, out var spec, out string err)) return (null, err);
+            disks.Add(spec!.Path);
+        }
+        if (disks.Count == 0) return (null, "check: give at least one --disk PATH");
+        var (security, error) = CheckSecurity.ToOptions(r);
+        if (security is null) return (null, error);
+        return (new CheckOptions(disks, security), null);
     }
 
     /// <summary>Validates a parse result into options, or returns a one-line usage error.</summary>
@@ -90,6 +161,9 @@ public sealed class CommandLine
         };
         if (level is null) return (null, $"--log-level {levelText}: expected verbose, debug, information, warning, error or fatal");
 
+        var (security, securityError) = Security.ToOptions(r);
+        if (security is null) return (null, securityError);
+
         double? timeout = r.GetValue(Timeout);
         if (timeout is { } t && (!(t > 0) || t > 365 * 86400)) return (null, $"--timeout {t}: must be a positive number of seconds");
 
@@ -107,7 +181,7 @@ public sealed class CommandLine
             // Not an option: lets tests point csvmm at a missing KVM device to check the error path.
             KvmDevice = Environment.GetEnvironmentVariable("CSVMM_KVM_DEVICE") is { Length: > 0 } dev ? dev : "/dev/kvm",
         };
-        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName), null);
+        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName, security), null);
     }
 }
 

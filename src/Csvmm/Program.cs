@@ -24,6 +24,13 @@ public static class Program
             exit = Run(options);
             return exit;
         });
+        cli.Check.SetAction(parse =>
+        {
+            var (options, error) = cli.ToCheckOptions(parse);
+            if (options is null) { exit = UsageError(error!); return exit; }
+            exit = CheckCommand.Run(options, Console.Out, Console.Error);
+            return exit;
+        });
         ParseResult result = cli.Root.Parse(args);
         if (result.Errors.Count > 0) return UsageError(result.Errors[0].Message);
         int code = result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
@@ -54,22 +61,40 @@ public static class Program
             if (path is not null && InputFile.Check(path, role) is { } problem)
                 return Fail(ExitCodes.BadInput, problem);
 
-        // Disks are opened (and locked, as QEMU does) before anything else runs; they stay open, holding their
-        // locks, for the life of the process.
-        var disks = new List<Csvmm.Block.RawDisk>();
+        // The SELinux entrypoint gate decides on every disk before any is opened for reading or writing: each path
+        // is opened O_PATH only, labelled and checked; a denial in enforcing mode stops csvmm here (exit code 6).
+        GateOutcome gate;
         try
         {
-            foreach (var d in config.Disks)
-            {
-                disks.Add(Csvmm.Block.DiskOpener.Open(new Csvmm.Block.DiskOpenOptions(d.Path, d.ReadOnly,
-                    d.Cache == DiskCache.None ? Csvmm.Block.DiskCacheMode.None : Csvmm.Block.DiskCacheMode.Writeback)
-                { Warn = m => log.Warning("{Warning}", m) }));
-            }
+            gate = SecurityGate.Evaluate(options.Security, config.Disks.Select(d => d.Path).ToList(), log);
         }
         catch (Csvmm.Block.DiskException e)
         {
-            foreach (var d in disks) d.Dispose();
             return Fail(ExitCodes.BadInput, e.Message);
+        }
+
+        // Allowed disks are opened (and locked, as QEMU does) through the checked descriptors, before anything else
+        // runs; they stay open, holding their locks, for the life of the process.
+        var disks = new List<Csvmm.Block.RawDisk>();
+        using (gate)
+        {
+            if (gate.Refusal is { } refusal)
+                return Fail(ExitCodes.Denied, refusal);
+            try
+            {
+                for (int i = 0; i < config.Disks.Count; i++)
+                {
+                    var d = config.Disks[i];
+                    disks.Add(Csvmm.Block.DiskOpener.Open(new Csvmm.Block.DiskOpenOptions(gate.OpenPath(i), d.ReadOnly,
+                        d.Cache == DiskCache.None ? Csvmm.Block.DiskCacheMode.None : Csvmm.Block.DiskCacheMode.Writeback)
+                    { Warn = m => log.Warning("{Warning}", m), DisplayName = gate.DisplayName(i) }));
+                }
+            }
+            catch (Csvmm.Block.DiskException e)
+            {
+                foreach (var d in disks) d.Dispose();
+                return Fail(ExitCodes.BadInput, e.Message);
+            }
         }
         if (disks.Count > 0)
             log.Warning("{Count} disk(s) opened and locked, but csvmm has no block devices yet: the guest will not see them", disks.Count);
