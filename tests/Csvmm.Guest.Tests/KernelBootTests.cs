@@ -74,3 +74,26 @@ public class KernelBootTests(ITestOutputHelper output)
         Assert.Equal(0, run.ExitCode); // poweroff -f → ACPI S5 → csvmm exits 0
     }
 }
+
+/// <summary>Real firmware: Debian's SeaBIOS POSTs on csvmm's platform through the --firmware path (reset vector, ROM below 4 GiB).</summary>
+public class FirmwareBootTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void SeaBiosPostsToNoBootableDevice()
+    {
+        const string bios = "/usr/share/seabios/bios-256k.bin";
+        Assert.True(File.Exists(bios), $"{bios} is missing: ./build.sh installs the seabios package");
+        var run = CsvmmRun.Start(TimeSpan.FromSeconds(60),
+            "--firmware", bios, "--memory", "64M", "--cpus", "2", "--timeout", "60"); // SeaBIOS then waits 60 s to retry
+        output.WriteLine($"SeaBIOS: exit {run.ExitCode} after {run.Elapsed.TotalSeconds:0.0} s");
+        // SeaBIOS's debug output goes to port 0x402, which csvmm prints with the serial console.
+        run.AssertMarkersInOrder(
+            "SeaBIOS (version",
+            "Running on KVM",
+            "RamSize: 0x04000000 [cmos]",             // csvmm's CMOS memory-size bytes
+            "PCI: init bdf=00:00.0 id=8086:1237",     // i440FX host bridge through 0xCF8/0xCFC
+            "PCI: init bdf=00:01.0 id=8086:7000",     // PIIX3 ISA bridge
+            "Found 2 cpu(s)",                          // the AP answered SeaBIOS's INIT/SIPI
+            "No bootable device.");
+    }
+}
