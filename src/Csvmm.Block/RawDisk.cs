@@ -244,14 +244,9 @@ public sealed unsafe class RawDisk : IDiskBackend
             int done = 0;
             while (done < length)
             {
-                ulong pos = offset + (ulong)done;
-                ulong start = pos & ~_offsetMask;
-                int head = (int)(pos - start);
-                int remaining = length - done;
-                int span = (int)Math.Min(BounceCapacity, AlignUp((ulong)head + (ulong)remaining));
+                var (start, head, span, n) = NextChunk(offset, done, length);
                 DiskIoResult r = DiskSyscalls.ReadFull(fd, bounce, span, (long)start);
                 if (!r.IsOk) return r;
-                int n = Math.Min(span - head, remaining);
                 new ReadOnlySpan<byte>(bounce + head, n).CopyTo(new Span<byte>(destination + done, n));
                 done += n;
             }
@@ -270,12 +265,7 @@ public sealed unsafe class RawDisk : IDiskBackend
             int done = 0;
             while (done < length)
             {
-                ulong pos = offset + (ulong)done;
-                ulong start = pos & ~_offsetMask;
-                int head = (int)(pos - start);
-                int remaining = length - done;
-                int span = (int)Math.Min(BounceCapacity, AlignUp((ulong)head + (ulong)remaining));
-                int n = Math.Min(span - head, remaining);
+                var (start, head, span, n) = NextChunk(offset, done, length);
                 int end = head + n;
 
                 // Read-modify-write only the partial blocks at either end of this chunk.
@@ -300,6 +290,21 @@ public sealed unsafe class RawDisk : IDiskBackend
     }
 
     private ulong AlignUp(ulong value) => (value + _offsetMask) & ~_offsetMask;
+
+    /// <summary>
+    /// The next bounce-buffer chunk of a request at <paramref name="offset"/> of which <paramref name="done"/> bytes are
+    /// finished: the aligned disk position to transfer, where the request's bytes start inside it (head), how many bytes
+    /// the aligned transfer covers (span), and how many of the request's bytes it carries (n).
+    /// </summary>
+    private (ulong Start, int Head, int Span, int N) NextChunk(ulong offset, int done, int length)
+    {
+        ulong pos = offset + (ulong)done;
+        ulong start = pos & ~_offsetMask;
+        int head = (int)(pos - start);
+        int remaining = length - done;
+        int span = (int)Math.Min(BounceCapacity, AlignUp((ulong)head + (ulong)remaining));
+        return (start, head, span, Math.Min(span - head, remaining));
+    }
 
     /// <summary>The bounce buffer, allocated on first use (caller holds the lock); null once disposed.</summary>
     private byte* AcquireBounce()
