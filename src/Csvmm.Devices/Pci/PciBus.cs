@@ -69,12 +69,19 @@ public sealed class PciBus
         Interlocked.Increment(ref _absentAccesses);
     }
 
+    /// <summary>
+    /// Called after every configuration write that reached a function, with the function and the written byte
+    /// range: the BAR router listens for command-register and BAR changes. Set while the machine is built.
+    /// </summary>
+    public Action<IPciFunction, int, int>? ConfigWritten { get; set; }
+
     /// <summary>A configuration write; dropped if no such function.</summary>
     public void WriteConfig(int device, int functionNumber, int offset, ReadOnlySpan<byte> data)
     {
         if (Get(device, functionNumber) is { } f)
         {
             f.WriteConfig(offset, data);
+            ConfigWritten?.Invoke(f, offset, data.Length);
             return;
         }
         Interlocked.Increment(ref _absentAccesses);
