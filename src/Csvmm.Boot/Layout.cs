@@ -47,6 +47,11 @@ public static class Layout
     /// <summary>32-bit PCI BAR window handed out by the device manager.</summary>
     public static readonly GuestAddress PciMmioStart = new(0xC000_0000);
     public static readonly GuestAddress PciMmioEnd = new(0xFE00_0000);
+    /// <summary>PCI I/O BAR window [PciIoStart, PciIoEnd] decoded by the BAR router (the ACPI _CRS says the same).</summary>
+    public const ushort PciIoStart = 0x1000;
+    public const ushort PciIoEnd = 0xFFFF;
+    /// <summary>Where the machine pre-assigns I/O BARs (firmware convention; Linux keeps them).</summary>
+    public const ushort PciIoAssignStart = 0xC000;
     /// <summary>KVM_SET_IDENTITY_MAP_ADDR (one page) and KVM_SET_TSS_ADDR (three pages), as QEMU places them.</summary>
     public static readonly GuestAddress IdentityMap = new(0xFEFF_C000);
     public static readonly GuestAddress TssAddress = new(0xFEFF_D000);
@@ -67,4 +72,13 @@ public static class Layout
     public const int AcpiSciIrq = 9;
     /// <summary>SLP_TYP value for S5 written to PM1a_CNT (the DSDT's \_S5 package says the same).</summary>
     public const int SlpTypS5 = 5;
+
+    // ---- PCI slots -----------------------------------------------------------------------------------
+    /// <summary>00:01.1: the PIIX3 IDE function (present when an if=ide disk is attached).</summary>
+    public const int IdePciDevice = 1, IdePciFunction = 1;
+    /// <summary>virtio-blk disks take slots from here up, one function 0 each.</summary>
+    public const int FirstVirtioPciDevice = 2;
+    /// <summary>Legacy IDE: primary channel ports 0x1F0-0x1F7 + 0x3F6 on IRQ 14, secondary 0x170-0x177 + 0x376 on IRQ 15.</summary>
+    public const ushort IdePrimaryCommand = 0x1F0, IdePrimaryControl = 0x3F6, IdeSecondaryCommand = 0x170, IdeSecondaryControl = 0x376;
+    public const int IdePrimaryIrq = 14, IdeSecondaryIrq = 15;
 }

@@ -17,12 +17,32 @@ public sealed partial class IdeChannel
     private uint _prdTable;
     private bool _dmaPending;
     private bool _dmaWrite;
+    private bool _busMasterEnabled = true;
 
     /// <summary>
     /// This channel's 8 bus-master registers (offset 0 command, 2 status, 4-7 PRD table address) inside the
     /// PIIX BMIDE BAR (primary at +0, secondary at +8); null when the channel was built without DMA memory.
     /// </summary>
     public IBusDevice? BusMaster { get; }
+
+    /// <summary>
+    /// Whether the PCI function may master the bus (its command register's Bus Master Enable bit). While false a
+    /// started transfer stalls: START sets Active but nothing moves until the bit is set again, when the pending
+    /// transfer runs. A channel used on its own (no PCI function) is always enabled; <see cref="PiixIde"/> drives it.
+    /// </summary>
+    internal bool BusMasterEnabled
+    {
+        get { lock (_gate) return _busMasterEnabled; }
+        set
+        {
+            lock (_gate)
+            {
+                bool rising = value && !_busMasterEnabled;
+                _busMasterEnabled = value;
+                if (rising && _dmaPending && (_bmCommand & BusMasterBits.Start) != 0) RunDma();
+            }
+        }
+    }
 
     private void StartDma(IdeDrive drive, bool lba48, bool write)
     {
@@ -35,7 +55,7 @@ public sealed partial class IdeChannel
         _dmaWrite = write;
         _dmaPending = true;
         _status[Selected] = ReadyStatus | AtaStatus.Drq;
-        if ((_bmCommand & BusMasterBits.Start) != 0) RunDma();
+        if ((_bmCommand & BusMasterBits.Start) != 0 && _busMasterEnabled) RunDma();
     }
 
     /// <summary>
@@ -133,7 +153,7 @@ public sealed partial class IdeChannel
                         if (starting)
                         {
                             _bmStatus |= BusMasterBits.Active;
-                            if (_dmaPending) RunDma();
+                            if (_dmaPending && _busMasterEnabled) RunDma();
                         }
                         break;
                     case 2:

@@ -73,7 +73,10 @@ public sealed partial class IdeChannel
     /// <summary>The drive at position 0 (master) or 1 (slave), or null.</summary>
     public IdeDrive? GetDrive(int index) => _drives[index & 1];
 
-    /// <summary>Hardware reset (platform reset): drives back to power-on settings, signatures loaded, INTRQ low.</summary>
+    /// <summary>
+    /// Hardware reset (platform reset): drives back to power-on settings, signatures loaded, INTRQ low, bus-master
+    /// command, status and PRD table address cleared.
+    /// </summary>
     public void Reset()
     {
         lock (_gate) ResetLocked(hardware: true);
@@ -540,7 +543,11 @@ public sealed partial class IdeChannel
         LoadSignatures();
         _device = 0;
         _features = default;
-        if (hardware) _bmCommand = _bmStatus = 0;
+        if (hardware)
+        {
+            _bmCommand = _bmStatus = 0;
+            _prdTable = 0;
+        }
         _irqPending = false;
         UpdateIrq();
     }

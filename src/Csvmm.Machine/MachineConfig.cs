@@ -1,3 +1,5 @@
+using Csvmm.Block;
+
 namespace Csvmm.Machine;
 
 /// <summary>Where guest COM1 output goes, and whether host input feeds it.</summary>
@@ -7,6 +9,12 @@ public enum SerialMode { Stdio, File, None }
 public sealed record DiskSpec(string Path, DiskInterface Interface, bool ReadOnly, DiskCache Cache);
 
 public enum DiskInterface { Virtio, Ide }
+
+/// <summary>An opened disk to attach: the backend is owned by the caller and outlives the VM (and its resets).</summary>
+/// <param name="Interface">virtio-blk or IDE.</param>
+/// <param name="Backend">The opened, locked image.</param>
+/// <param name="Name">How logs and the guest's serial number name it.</param>
+public sealed record AttachedDisk(DiskInterface Interface, IDiskBackend Backend, string Name);
 public enum DiskCache { Writeback, None }
 
 /// <summary>Everything needed to build a VM. Validated by the CLI; the machine re-checks what it relies on.</summary>
@@ -17,6 +25,8 @@ public sealed record MachineConfig
     public string Append { get; init; } = "";
     public string? Firmware { get; init; }
     public IReadOnlyList<DiskSpec> Disks { get; init; } = [];
+    /// <summary>The opened disks the machine attaches, in --disk order (the CLI fills it after the SELinux gate).</summary>
+    public IReadOnlyList<AttachedDisk> AttachedDisks { get; init; } = [];
     public ulong MemoryBytes { get; init; } = 512UL << 20;
     public int Cpus { get; init; } = 1;
     public bool NoReboot { get; init; }

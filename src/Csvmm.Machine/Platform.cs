@@ -3,6 +3,7 @@ using Csvmm.Boot;
 using Csvmm.Devices;
 using Csvmm.Devices.Legacy;
 using Csvmm.Devices.Pci;
+using Csvmm.Ide;
 using Csvmm.Kvm;
 
 namespace Csvmm.Machine;
@@ -16,6 +17,8 @@ public sealed class Platform : IDisposable
     private readonly VirtualMachine _vm;
     private readonly ISerialOutput _serialOut;
     private Serial16550? _com1;
+    private PciBarRouter? _barRouter;
+    private PiixIde? _ide;
 
     internal Platform(VirtualMachine vm, ISerialOutput serialOut)
     {
@@ -25,6 +28,8 @@ public sealed class Platform : IDisposable
 
     public Serial16550? Com1 => _com1;
     public PciBus PciBus { get; } = new();
+    /// <summary>Decodes the PCI BARs (created with the devices).</summary>
+    public PciBarRouter? BarRouter => _barRouter;
 
     /// <summary>Loads the kernel (with ACPI tables, boot GDT and page tables) or the firmware into guest memory.</summary>
     internal BootPlan LoadGuest()
@@ -67,6 +72,7 @@ public sealed class Platform : IDisposable
             MmioStart = Layout.PciMmioStart,
             MmioEnd = Layout.PciMmioEnd,
             SlotCount = PciRootConfig.MaxSlots,
+            IoWindows = [new(0x0000, 0x0CF7), new(Layout.PciIoStart, Layout.PciIoEnd)],
         },
     };
 
@@ -90,6 +96,11 @@ public sealed class Platform : IDisposable
         PciBus.Add(0, 0, new PciHostBridge());
         PciBus.Add(1, 0, new Piix3IsaBridge());
         pio.Register(Layout.PciConfigAddress, 8, new PciConfigIo(PciBus, control), "PCI config mechanism #1");
+        _barRouter = new PciBarRouter(PciBus, Layout.PciMmioStart.Value, Layout.PciMmioEnd.Value, Layout.PciIoStart, Layout.PciIoEnd);
+        _vm.MmioBus.Register(Layout.PciMmioStart.Value, _barRouter.MmioWindowLength, _barRouter.MmioWindow, "PCI MMIO BARs");
+        pio.Register(Layout.PciIoStart, _barRouter.IoWindowLength, _barRouter.IoWindow, "PCI I/O BARs");
+        CreateIde(Irq);
+        CreateVirtioDisks();
 
         var pm = new AcpiPm(control, Irq(Layout.AcpiSciIrq), Layout.SlpTypS5,
             System.Diagnostics.Stopwatch.GetTimestamp, System.Diagnostics.Stopwatch.Frequency);
@@ -104,6 +115,39 @@ public sealed class Platform : IDisposable
         pio.Register(0x2E8, 8, new PortSink(0xFF), "COM4 (absent)");
         pio.Register(0x402, 1, new FirmwareDebugPort(_serialOut), "firmware debug port");
         PciBus.Freeze();
+        // Firmware assigns BARs itself; a directly booted kernel finds them assigned, as on Firecracker or Cloud Hypervisor.
+        _barRouter.AssignAll();
+        _ide?.EnableLegacyDecode();
+    }
+
+    /// <summary>
+    /// The PIIX3 IDE function at 00:01.1 with the if=ide disks in QEMU's order (primary master, primary slave,
+    /// secondary master, secondary slave), legacy ports and IRQs 14/15, bus-master DMA into guest RAM. Absent when
+    /// no disk is on IDE: an empty controller would only cost the guest a probe.
+    /// </summary>
+    private void CreateIde(Func<int, IIrqLine> irq)
+    {
+        var disks = _vm.Config.AttachedDisks.Where(d => d.Interface == DiskInterface.Ide).ToList();
+        if (disks.Count == 0) return;
+        if (disks.Count > 4) throw new DeviceException($"{disks.Count} IDE disks: the controller has 4 positions");
+        var drives = disks.Select((d, i) => new IdeDrive(d.Backend, serial: $"CSVMM-IDE{i}")).ToArray();
+        IdeDrive? Drive(int i) => i < drives.Length ? drives[i] : null;
+        var primary = new IdeChannel(irq(Layout.IdePrimaryIrq), Drive(0), Drive(1), _vm.Memory);
+        var secondary = drives.Length > 2 ? new IdeChannel(irq(Layout.IdeSecondaryIrq), Drive(2), Drive(3), _vm.Memory) : null;
+        _ide = new PiixIde(primary, secondary);
+        PciBus.Add(Layout.IdePciDevice, Layout.IdePciFunction, _ide, "PIIX3 IDE");
+        var pio = _vm.PortBus;
+        pio.Register(Layout.IdePrimaryCommand, PiixIde.CommandBlockLength, primary.CommandBlock, "IDE primary command block");
+        pio.Register(Layout.IdePrimaryControl, PiixIde.ControlBlockLength, primary.ControlBlock, "IDE primary control block");
+        if (secondary is not null)
+        {
+            pio.Register(Layout.IdeSecondaryCommand, PiixIde.CommandBlockLength, secondary.CommandBlock, "IDE secondary command block");
+            pio.Register(Layout.IdeSecondaryControl, PiixIde.ControlBlockLength, secondary.ControlBlock, "IDE secondary control block");
+        }
+    }
+
+    private void CreateVirtioDisks()
+    {
     }
 
     /// <summary>Sets vCPU 0's registers for the boot plan. The APs wait for INIT/SIPI from the guest.</summary>
