@@ -26,6 +26,7 @@ public sealed class VirtualMachine : IDisposable
     public RunControl Control { get; } = new();
     public Platform Platform { get; }
     public IReadOnlyList<VcpuThread> Vcpus => _vcpus;
+    internal ILogger Log => _log;
 
     private VirtualMachine(MachineConfig config, Kvm.Kvm kvm, KvmVm vm, GuestMemory memory, ILogger log, ISerialOutput serialOut)
     {

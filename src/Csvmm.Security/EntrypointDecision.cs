@@ -72,8 +72,17 @@ public sealed record EntrypointDecision
     /// <summary>True when the policy grants all three and nothing failed: the verdict in enforcing mode (false when not evaluated).</summary>
     public bool PolicyAllows { get; init; }
 
-    /// <summary>The verdict in <see cref="Mode"/>: <see cref="PolicyAllows"/> in enforcing mode, always true otherwise.</summary>
-    public bool Allowed => PolicyAllows || Mode != EnforcementMode.Enforcing;
+    /// <summary>
+    /// The verdict in <see cref="Mode"/>: <see cref="PolicyAllows"/> in enforcing mode (or a denial only of permissive
+    /// domains, <see cref="PermissiveDomain"/>), always true otherwise. A failure is never allowed in enforcing mode.
+    /// </summary>
+    public bool Allowed => PolicyAllows || Mode != EnforcementMode.Enforcing || (PermissiveDomain && !Failed);
+
+    /// <summary>
+    /// True when the policy denies, but every denied question's source domain is permissive (libselinux's
+    /// SELINUX_AVD_FLAGS_PERMISSIVE): SELinux logs such denials with permissive=1 and does not enforce them.
+    /// </summary>
+    public bool PermissiveDomain { get; init; }
 
     /// <summary>True when the decision could not be computed (no policy, invalid context, class vm absent, no label...).</summary>
     public bool Failed { get; init; }
@@ -104,7 +113,7 @@ public sealed record EntrypointDecision
             $"entrypoint: {State(Entrypoint)}",
             Mode == EnforcementMode.Disabled
                 ? "verdict:    not checked (SELinux checks disabled)"
-                : $"verdict:    {(PolicyAllows ? "allowed" : "denied")} ({Mode.ToString().ToLowerInvariant()}{(Allowed && !PolicyAllows ? ", not enforced" : "")})"
+                : $"verdict:    {(PolicyAllows ? "allowed" : "denied")} ({Mode.ToString().ToLowerInvariant()}{(Allowed && !PolicyAllows ? (Mode == EnforcementMode.Enforcing ? ", permissive domain: not enforced" : ", not enforced") : "")})"
                     + (DenialReason is null ? "" : ": " + DenialReason),
         ];
     }
@@ -125,8 +134,11 @@ public sealed record VmDecision
     /// <summary>True when the policy allows every disk and they agree on the VM context.</summary>
     public bool PolicyAllows { get; init; }
 
-    /// <summary>The verdict in <see cref="Mode"/>.</summary>
-    public bool Allowed => PolicyAllows || Mode != EnforcementMode.Enforcing;
+    /// <summary>The verdict in <see cref="Mode"/> (a denial only of permissive domains is not enforced).</summary>
+    public bool Allowed => PolicyAllows || Mode != EnforcementMode.Enforcing || PermissiveDomain;
+
+    /// <summary>True when every denied disk was denied only in permissive domains and the disks agree on the VM context.</summary>
+    public bool PermissiveDomain { get; init; }
 
     /// <summary>Why the VM is denied (one line), or null.</summary>
     public string? DenialReason { get; init; }

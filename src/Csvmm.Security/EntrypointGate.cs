@@ -63,6 +63,9 @@ public sealed class EntrypointGate
         bool permissive = Mode == EnforcementMode.Permissive;
         string diskContext = disk.Context;
         GateCheck fileRead = default, typeChange = default, entrypoint = default;
+        // A permissive source domain (libselinux's SELINUX_AVD_FLAGS_PERMISSIVE) does not enforce its denials, even in
+        // enforcing mode. The type_change question has no access decision: the process is its source domain.
+        bool processPermissive = false, diskPermissive = false;
         string? vmContext = null;
         try
         {
@@ -85,7 +88,8 @@ public sealed class EntrypointGate
 
             // 1. May the process read the disk file?
             AccessDecision read = _engine.ComputeAccess(process, diskSid, fileClass, readRequest);
-            fileRead = Access(read, readRequest, filePermissions, disk.Path, processContext, diskContext, FileClass, permissive,
+            processPermissive = read.PermissiveDomain;
+            fileRead = Access(read, readRequest, filePermissions, disk.Path, processContext, diskContext, FileClass, permissive || processPermissive,
                 missing => $"no rule allow {processType} {diskType}:{FileClass} {{ {missing} }}");
 
             // 2. Which VM context does the disk lead to? No type_change rule = the disk's own type = denial.
@@ -95,13 +99,14 @@ public sealed class EntrypointGate
             bool changed = vmType != diskType;
             typeChange = new GateCheck(
                 changed ? CheckState.Granted : CheckState.Denied,
-                AvcFormat.Line(changed, [TypeChangeCheck], _origin, disk.Path, processContext, diskContext, VmClass, permissive),
+                AvcFormat.Line(changed, [TypeChangeCheck], _origin, disk.Path, processContext, diskContext, VmClass, permissive || processPermissive),
                 changed ? null : $"no type_change rule: type_change {processType} {diskType}:{VmClass} <vm type> is missing");
 
             // 3. May the disk enter the VM domain?
             AccessDecision enter = _engine.ComputeAccess(diskSid, vm, vmClass, entrypointBit);
+            diskPermissive = enter.PermissiveDomain;
             entrypoint = Access(enter, entrypointBit, [(EntrypointPermission, entrypointBit)], disk.Path, diskContext, vmContext, VmClass,
-                permissive, _ => $"no rule allow {diskType} {vmType}:{VmClass} {EntrypointPermission}");
+                permissive || diskPermissive, _ => $"no rule allow {diskType} {vmType}:{VmClass} {EntrypointPermission}");
         }
         catch (SecurityPolicyException e)
         {
@@ -116,10 +121,13 @@ public sealed class EntrypointGate
         if (!fileRead.Granted) denials.Add("file read denied: " + fileRead.Reason);
         if (!typeChange.Granted) denials.Add(typeChange.Reason!);
         if (!entrypoint.Granted) denials.Add("entrypoint denied: " + entrypoint.Reason);
+        bool enforcedDenial = (!fileRead.Granted && !processPermissive) || (!typeChange.Granted && !processPermissive)
+            || (!entrypoint.Granted && !diskPermissive);
         return decision with
         {
             FileRead = fileRead, TypeChange = typeChange, Entrypoint = entrypoint, VmContext = vmContext,
             PolicyAllows = denials.Count == 0,
+            PermissiveDomain = denials.Count > 0 && !enforcedDenial,
             DenialReason = denials.Count == 0 ? null : string.Join("; ", denials),
         };
     }
@@ -137,14 +145,19 @@ public sealed class EntrypointGate
         if (disks.Count == 0)
             return result with { PolicyAllows = true };
 
+        var contexts = disks.Select(d => d.VmContext).Distinct(StringComparer.Ordinal).ToList();
         var denied = disks.Where(d => !d.PolicyAllows).ToList();
         if (denied.Count > 0)
         {
             string more = denied.Count > 1 ? $" (and {denied.Count - 1} more denied disk{(denied.Count > 2 ? "s" : "")})" : "";
-            return result with { DenialReason = $"disk {denied[0].DiskPath}: {denied[0].DenialReason}{more}" };
+            return result with
+            {
+                DenialReason = $"disk {denied[0].DiskPath}: {denied[0].DenialReason}{more}",
+                // Only denials of permissive domains, and the disks agree: SELinux would log and allow.
+                PermissiveDomain = denied.All(d => d.PermissiveDomain && !d.Failed) && contexts.Count == 1,
+            };
         }
 
-        var contexts = disks.Select(d => d.VmContext).Distinct(StringComparer.Ordinal).ToList();
         if (contexts.Count > 1)
             return result with
             {

@@ -5,9 +5,9 @@ namespace Csvmm.Security;
 /// own semantics. Two implementations are intended:
 /// <list type="bullet">
 /// <item><see cref="SepolEngine"/>: libsepol evaluating a compiled binary policy file (hosts without SELinux).</item>
-/// <item>a libselinux engine for SELinux-enabled hosts, mapping 1:1 onto <c>string_to_security_class</c>,
+/// <item><see cref="SelinuxEngine"/>: libselinux for SELinux-enabled hosts, mapping 1:1 onto <c>string_to_security_class</c>,
 /// <c>string_to_av_perm</c>, <c>security_check_context</c> (+ interning the string as a SID),
-/// <c>security_compute_av</c> and <c>security_compute_relabel</c>.</item>
+/// <c>security_compute_av_flags</c> and <c>security_compute_relabel</c>.</item>
 /// </list>
 /// Every method either answers or throws <see cref="SecurityPolicyException"/>; none ever reports
 /// "allowed" for something it could not evaluate. Permissions are always resolved by name: their

@@ -1,8 +1,8 @@
 namespace Csvmm.Security;
 
 /// <summary>
-/// An engine-issued handle for a security context (libsepol's <c>sepol_security_id_t</c>; a
-/// LibselinuxEngine would intern context strings the same way). Only pass a SID back to the engine
+/// An engine-issued handle for a security context (libsepol's <c>sepol_security_id_t</c>;
+/// <see cref="SelinuxEngine"/> interns context strings under engine-local numbers). Only pass a SID back to the engine
 /// that issued it: libsepol silently maps an unknown SID to whatever context holds the
 /// "unlabeled" number, so engines refuse SIDs they did not hand out or that predate a reload.
 /// </summary>
@@ -51,9 +51,13 @@ public enum DenialCauses : uint
 /// <param name="SequenceNumber">The policy sequence number of the decision.</param>
 /// <param name="Causes">Why requested permissions are missing, when the engine reports it.</param>
 /// <param name="ConstraintExplanation">libsepol's text of the failing constraint expression, if a constraint denied.</param>
+/// <param name="PermissiveDomain">
+/// The source domain is permissive (libselinux's <c>SELINUX_AVD_FLAGS_PERMISSIVE</c>, a <c>permissive</c> statement in
+/// the kernel's policy): a denial is logged with permissive=1 and not enforced, even on an enforcing host.
+/// </param>
 public readonly record struct AccessDecision(
     uint Allowed, uint Decided, uint AuditAllow, uint AuditDeny, uint SequenceNumber,
-    DenialCauses Causes = DenialCauses.None, string? ConstraintExplanation = null)
+    DenialCauses Causes = DenialCauses.None, string? ConstraintExplanation = null, bool PermissiveDomain = false)
 {
     /// <summary>True when every bit of <paramref name="requested"/> is allowed (and <paramref name="requested"/> is not empty).</summary>
     public bool Grants(uint requested) => requested != 0 && (Allowed & requested) == requested;
@@ -79,6 +83,8 @@ public enum PolicyErrorKind
     ComputationFailed,
     /// <summary>A file_contexts file is unreadable, untrusted or malformed.</summary>
     FileContextsInvalid,
+    /// <summary>Re-executing csvmm in the VM's domain (setexeccon + execve) failed.</summary>
+    TransitionFailed,
 }
 
 /// <summary>

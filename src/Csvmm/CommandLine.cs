@@ -47,7 +47,7 @@ public sealed class SecurityOptionSet
         string policyPath = policy is null ? SecurityOptions.DefaultPolicyPath : Path.GetFullPath(policy);
         return (new SecurityOptions(mode, policyPath,
             fileContexts is null ? SecurityOptions.DefaultFileContextsPath(policyPath) : Path.GetFullPath(fileContexts),
-            context ?? StandalonePolicy.DefaultProcessContext, r.GetValue(TrustXattr)), null);
+            context ?? StandalonePolicy.DefaultProcessContext, r.GetValue(TrustXattr), UseHostContext: context is null), null);
     }
 }
 
@@ -61,6 +61,11 @@ public sealed class CommandLine
     public Option<FileInfo?> Initrd { get; } = new("--initrd") { Description = "Initial ramdisk for --kernel", HelpName = "FILE" };
     public Option<string?> Append { get; } = new("--append") { Description = "Kernel command line for --kernel", HelpName = "STR" };
     public Option<FileInfo?> Firmware { get; } = new("--firmware") { Description = "BIOS image (a multiple of 64 KiB) mapped below 4 GiB; the vCPU starts at F000:FFF0", HelpName = "FILE" };
+    /// <summary>IDE positions: primary/secondary × master/slave.</summary>
+    public const int MaxIdeDisks = 4;
+    /// <summary>virtio-blk functions: one per free PCI slot (2-31).</summary>
+    public const int MaxVirtioDisks = 30;
+
     public Option<string[]> Disk { get; } = new("--disk") { Description = "Disk image: PATH[,if=virtio|ide][,readonly=on][,cache=writeback|none] (repeatable)", HelpName = "SPEC", AllowMultipleArgumentsPerToken = false };
     public Option<string> Memory { get; } = new("--memory", "-m") { Description = "Guest RAM, QEMU-style size (512M, 2G); default 512M", HelpName = "SIZE", DefaultValueFactory = _ => "512M" };
     public Option<int> Cpus { get; } = new("--cpus") { Description = "Number of vCPUs; default 1", HelpName = "N", DefaultValueFactory = _ => 1 };
@@ -71,6 +76,8 @@ public sealed class CommandLine
     public Option<double?> Timeout { get; } = new("--timeout") { Description = "Stop the VM after SECONDS (exit code 7)", HelpName = "SECONDS" };
 
     public SecurityOptionSet Security { get; } = new();
+    /// <summary>--selinux-transition (csvmm only, not check): re-exec in the VM's SELinux domain before guest RAM exists.</summary>
+    public Option<bool> SelinuxTransition { get; } = new("--selinux-transition") { Description = "On an SELinux host, re-execute csvmm in the VM's domain (setexeccon + exec) once the disks are allowed, before guest RAM is created" };
 
     /// <summary><c>csvmm check</c>: the SELinux decision for disks, without creating a VM.</summary>
     public Command Check { get; } = new("check", "Show the SELinux entrypoint decision for disks (file read, VM context, entrypoint) without creating a VM; exit 0 when the policy allows, 6 when it denies");
@@ -83,6 +90,7 @@ public sealed class CommandLine
         foreach (var o in new Option[] { Kernel, Initrd, Append, Firmware, Disk, Memory, Cpus, Serial, NoReboot, LogLevel, LogFile, Timeout })
             Root.Options.Add(o);
         Security.AddTo(Root);
+        Root.Options.Add(SelinuxTransition);
         Check.Options.Add(CheckDisk);
         CheckSecurity.AddTo(Check);
         Root.Subcommands.Add(Check);
@@ -136,6 +144,11 @@ public sealed class CommandLine
             if (!DiskSpecParser.TryParse(d, out var spec, out string err)) return (null, err);
             disks.Add(spec!);
         }
+        int ideCount = disks.Count(d => d.Interface == DiskInterface.Ide);
+        if (ideCount > MaxIdeDisks)
+            return (null, $"--disk: {ideCount} IDE disks given, but the IDE controller has {MaxIdeDisks} positions (primary/secondary master/slave)");
+        if (disks.Count - ideCount > MaxVirtioDisks)
+            return (null, $"--disk: {disks.Count - ideCount} virtio disks given; at most {MaxVirtioDisks} fit on the PCI bus");
         if (kernel is null && firmware is null)
             return (null, disks.Count > 0
                 ? "booting from --disk alone needs built-in firmware, which this csvmm does not have yet: give --kernel or --firmware"
@@ -163,6 +176,12 @@ public sealed class CommandLine
 
         var (security, securityError) = Security.ToOptions(r);
         if (security is null) return (null, securityError);
+        if (r.GetValue(SelinuxTransition))
+        {
+            if (security.Mode == EnforcementMode.Disabled) return (null, "--selinux-transition cannot be combined with --selinux disabled: the VM's domain comes from the SELinux checks");
+            if (disks.Count == 0) return (null, "--selinux-transition needs a --disk: the VM's domain comes from its disks' labels");
+            security = security with { Transition = true };
+        }
 
         double? timeout = r.GetValue(Timeout);
         if (timeout is { } t && (!(t > 0) || t > 365 * 86400)) return (null, $"--timeout {t}: must be a positive number of seconds");

@@ -80,6 +80,9 @@ public static class Program
         {
             if (gate.Refusal is { } refusal)
                 return Fail(ExitCodes.Denied, refusal);
+            // --selinux-transition: re-exec in the VM's SELinux domain now, before any disk is opened for I/O or guest RAM exists.
+            if (SecurityGate.Transition(options.Security, gate, log) is { } transition)
+                return Fail(transition.ExitCode, transition.Message);
             try
             {
                 for (int i = 0; i < config.Disks.Count; i++)
@@ -96,8 +99,10 @@ public static class Program
                 return Fail(ExitCodes.BadInput, e.Message);
             }
         }
-        if (disks.Count > 0)
-            log.Warning("{Count} disk(s) opened and locked, but csvmm has no block devices yet: the guest will not see them", disks.Count);
+        var attached = new List<AttachedDisk>(disks.Count);
+        for (int i = 0; i < disks.Count; i++)
+            attached.Add(new AttachedDisk(config.Disks[i].Interface, disks[i], config.Disks[i].Path));
+        config = config with { AttachedDisks = attached };
 
         try
         {

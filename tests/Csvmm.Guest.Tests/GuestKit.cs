@@ -28,12 +28,15 @@ public static class GuestKit
 
     private static readonly Lazy<string> s_kernelDir = new(() => RunScript("build-kernel.sh"));
     private static readonly Lazy<string> s_initramfs = new(() => RunScript("build-initramfs.sh"));
+    private static readonly Lazy<string> s_disk = new(() => RunScript("build-disk.sh"));
 
     /// <summary>The kernel cache entry (bzImage, vmlinux, cmdline): built on first use, reused afterwards.</summary>
     public static string KernelDir => s_kernelDir.Value;
     /// <summary>The uncompressed initramfs (no gzip to inflate: every instruction is emulated on this project's hosts).</summary>
     public static string Initramfs => s_initramfs.Value;
     public static string Cmdline => File.ReadAllText(Path.Combine(KernelDir, "cmdline")).Trim();
+    /// <summary>The cached test disk (32 MiB, MBR, ext4 partition 1 from 1 MiB). Shared: tests boot a copy.</summary>
+    public static string Disk => s_disk.Value;
 
     /// <summary>Runs a kit script (idempotent; cached) and returns the last line it printed.</summary>
     private static string RunScript(string name)
