@@ -66,7 +66,7 @@ run_tests() {
   local results="$ROOT/out/test-results"
   rm -rf "$results"; mkdir -p "$results"
   local status=0 proj name
-  for proj in tests/*/*.csproj; do
+  for proj in tests/*.Tests/*.csproj; do
     name=$(basename "$proj" .csproj)
     log "test: $name"
     dotnet test "$proj" -c Release --no-build -nologo -v quiet \
@@ -84,7 +84,7 @@ run_tests() {
     skipped=$((skipped + $(sed -n 's/.* total="\([0-9]*\)".*/\1/p' <<<"$c") - $(sed -n 's/.* executed="\([0-9]*\)".*/\1/p' <<<"$c")))
   done
   # A project that crashed or failed to run leaves no trx: count it as a failure.
-  for proj in tests/*/*.csproj; do
+  for proj in tests/*.Tests/*.csproj; do
     name=$(basename "$proj" .csproj)
     [ -f "$results/$name.trx" ] || { echo "build.sh: $name produced no results (see $results/$name.log)" >&2; failed=$((failed + 1)); status=1; }
   done
