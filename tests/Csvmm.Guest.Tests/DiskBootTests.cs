@@ -26,8 +26,9 @@ public sealed partial class DiskBootTests(ITestOutputHelper output) : IDisposabl
 
     [Fact]
     public void IdeRootMountsReadWrite() => BootFromDisk("ide", "sda",
-        "ata_piix 0000:00:01.1",
-        "ata1.00: ATA-",
+        "scsi host0: ata_piix",
+        "ata1: PATA max MWDMA2 cmd 0x1f0 ctl 0x3f6 bmdma 0x",
+        "ata1.00: ATA-8: CSVMM HARDDISK",
         "[sda] 65536 512-byte logical blocks",
         " sda: sda1");
 

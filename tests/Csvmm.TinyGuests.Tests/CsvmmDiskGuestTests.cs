@@ -111,3 +111,66 @@ public sealed class CsvmmDiskGuestTests : DiskGuestTests
         Assert.Null(v.Compare());
     }
 }
+
+/// <summary>
+/// The SELinux entrypoint gate end to end (issue 4): in enforcing mode an allowed disk boots and the guest reads it;
+/// a denied one stops csvmm with exit code 6 and the AVC line before the VM exists — the guest never runs.
+/// </summary>
+[Collection(QemuGuests.Name)]
+public sealed class CsvmmSelinuxGateGuestTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("csvmm-fc-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>A root-owned file_contexts (tests run as root, as csvmm requires of it) labelling exactly <paramref name="path"/>.</summary>
+    private string FileContexts(string path, string type)
+    {
+        string fc = Path.Combine(_dir, "file_contexts");
+        File.WriteAllText(fc, $"{System.Text.RegularExpressions.Regex.Escape(path)} system_u:object_r:{type}\n");
+        return fc;
+    }
+
+    private static DiskGuestOptions ReadGuest => new()
+    {
+        Interface = DiskInterface.Virtio,
+        Operations = [DiskOp.ReadVerify(0, 64, ScratchDisk.FillSeed)],
+    };
+
+    [Fact]
+    public void AllowedDiskBootsAndTheGuestReadsIt()
+    {
+        using var disk = new ScratchDisk();
+        var run = CsvmmGuests.Run(ReadGuest, [new(disk.Path, DiskInterface.Virtio)],
+            "--selinux", "enforcing", "--file-contexts", FileContexts(disk.Path, "qemu_virtdisk_t"));
+        Assert.True(run.Passed && run.ExitCode == 0, run.Describe());
+        Assert.Contains("OK read", run.Serial);
+        Assert.DoesNotContain("denied", run.Stderr);
+    }
+
+    [Fact]
+    public void DeniedDiskStopsCsvmmBeforeTheGuestRuns()
+    {
+        using var disk = new ScratchDisk();
+        byte[] before = disk.Hash();
+        var run = CsvmmGuests.Run(ReadGuest, [new(disk.Path, DiskInterface.Virtio)],
+            "--selinux", "enforcing", "--file-contexts", FileContexts(disk.Path, "untrusted_disk_t"));
+        Assert.True(run.ExitCode == 6, run.Describe());
+        Assert.Contains("avc:  denied", run.Stderr);
+        Assert.Contains("system_u:object_r:untrusted_disk_t", run.Stderr);
+        Assert.Contains("permissive=0", run.Stderr);
+        Assert.Empty(run.Lines);                 // no firmware ran: the VM was never created
+        Assert.Equal(before, disk.Hash());
+    }
+
+    [Fact]
+    public void PermissiveModeLogsTheDenialAndTheGuestRuns()
+    {
+        using var disk = new ScratchDisk();
+        var run = CsvmmGuests.Run(ReadGuest, [new(disk.Path, DiskInterface.Virtio)],
+            "--selinux", "permissive", "--file-contexts", FileContexts(disk.Path, "untrusted_disk_t"));
+        Assert.True(run.Passed && run.ExitCode == 0, run.Describe());
+        Assert.Contains("avc:  denied", run.Stderr);
+        Assert.Contains("permissive=1", run.Stderr);
+    }
+}
