@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Csvmm.Block;
 
 /// <summary>
@@ -38,6 +40,43 @@ public interface IDiskBackend : IDisposable
     /// <summary>Writes all of <paramref name="source"/> to the disk at <paramref name="offset"/>.</summary>
     DiskIoResult Write(ulong offset, ReadOnlySpan<byte> source);
 
+    /// <summary>
+    /// Fills the buffers one after the other from consecutive disk bytes starting at <paramref name="offset"/>
+    /// (preadv): a scatter read of one guest request. The whole range is checked before any host access.
+    /// This default issues one <see cref="Read"/> per buffer; backends override it with a single system call.
+    /// </summary>
+    DiskIoResult ReadVectored(ulong offset, ReadOnlySpan<IoVector> buffers)
+    {
+        if (!IoVector.TryTotal(buffers, out ulong total) || offset > SizeBytes || total > SizeBytes - offset)
+            return DiskIoResult.OutOfRange;
+        foreach (var b in buffers)
+        {
+            DiskIoResult r = Read(offset, b.AsSpan());
+            if (!r.IsOk) return r;
+            offset += b.Length;
+        }
+        return DiskIoResult.Ok;
+    }
+
+    /// <summary>
+    /// Writes the buffers one after the other to consecutive disk bytes starting at <paramref name="offset"/>
+    /// (pwritev): a gather write of one guest request. The whole range is checked before any host access.
+    /// This default issues one <see cref="Write"/> per buffer; backends override it with a single system call.
+    /// </summary>
+    DiskIoResult WriteVectored(ulong offset, ReadOnlySpan<IoVector> buffers)
+    {
+        if (ReadOnly) return DiskIoResult.ReadOnlyDisk;
+        if (!IoVector.TryTotal(buffers, out ulong total) || offset > SizeBytes || total > SizeBytes - offset)
+            return DiskIoResult.OutOfRange;
+        foreach (var b in buffers)
+        {
+            DiskIoResult r = Write(offset, b.AsSpan());
+            if (!r.IsOk) return r;
+            offset += b.Length;
+        }
+        return DiskIoResult.Ok;
+    }
+
     /// <summary>Makes every completed write durable (fdatasync): a guest FLUSH / FLUSH CACHE.</summary>
     DiskIoResult Flush();
 
@@ -77,6 +116,54 @@ public static class DiskBackendExtensions
             return false;
         }
         offset = sector * (ulong)blockSize;
+        return true;
+    }
+}
+
+/// <summary>
+/// One buffer of a vectored request, laid out exactly as <c>struct iovec</c> (base pointer, size_t length) so an
+/// array of them goes to preadv/pwritev as is. It points at native memory that never moves — guest RAM, a native
+/// allocation — never at the managed heap. Lengths are at most <see cref="int.MaxValue"/>.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public readonly unsafe struct IoVector
+{
+    private readonly byte* _base;
+    private readonly nuint _length;
+
+    /// <summary>A buffer of <paramref name="length"/> bytes at <paramref name="address"/> (memory that does not move).</summary>
+    public IoVector(byte* address, int length)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        _base = address;
+        _length = (nuint)length;
+    }
+
+    /// <summary>
+    /// A buffer over <paramref name="span"/>, which must lie in memory that does not move (guest RAM, a native
+    /// allocation): the span's address is kept beyond its lifetime.
+    /// </summary>
+    public static IoVector FromPinned(Span<byte> span) =>
+        new((byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref MemoryMarshal.GetReference(span)), span.Length);
+
+    /// <summary>Start of the buffer.</summary>
+    public byte* Address => _base;
+
+    /// <summary>Length in bytes.</summary>
+    public ulong Length => _length;
+
+    /// <summary>The buffer as a span.</summary>
+    public Span<byte> AsSpan() => new(_base, (int)_length);
+
+    /// <summary>Sum of the lengths (false when it would not fit in 63 bits, which no real request reaches).</summary>
+    public static bool TryTotal(ReadOnlySpan<IoVector> buffers, out ulong total)
+    {
+        total = 0;
+        foreach (var b in buffers)
+        {
+            total += b._length; // each length <= int.MaxValue: only a span of 2^32 buffers could overflow
+            if (total > long.MaxValue) return false;
+        }
         return true;
     }
 }

@@ -193,6 +193,57 @@ internal static unsafe partial class DiskSyscalls
         }
     }
 
+    /// <summary>Linux's IOV_MAX: the most buffers one preadv/pwritev takes.</summary>
+    public const int IovMax = 1024;
+
+    /// <summary>
+    /// Reads (or writes, <paramref name="write"/>) all of <paramref name="count"/> buffers at consecutive file
+    /// positions from <paramref name="offset"/>, IOV_MAX buffers per call. A short transfer that stops inside a
+    /// buffer is finished with <see cref="ReadFull"/>/<see cref="WriteFull"/> and the vectored calls resume at the
+    /// next buffer; EINTR is retried; end of file first is an error for reads, no progress is EIO for writes.
+    /// </summary>
+    public static DiskIoResult TransferVector(int fd, IoVector* iov, int count, long offset, bool write)
+    {
+        int index = 0;
+        while (true)
+        {
+            while (index < count && iov[index].Length == 0) index++;
+            if (index == count) return DiskIoResult.Ok;
+            int batch = Math.Min(count - index, IovMax);
+            long n = write ? pwritev(fd, iov + index, batch, offset) : preadv(fd, iov + index, batch, offset);
+            if (n < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Errno.Eintr) continue;
+                return DiskIoResult.Host(errno);
+            }
+            if (n == 0) return write ? DiskIoResult.Host(Errno.Eio) : DiskIoResult.EndOfFile;
+            offset += n;
+            ulong done = (ulong)n;
+            while (index < count && done >= iov[index].Length)
+            {
+                done -= iov[index].Length;
+                index++;
+            }
+            if (done > 0)
+            {
+                // Stopped inside buffer `index` (done < its length <= int.MaxValue): finish it on its own.
+                byte* rest = iov[index].Address + done;
+                int remaining = (int)(iov[index].Length - done);
+                DiskIoResult r = write ? WriteFull(fd, rest, remaining, offset) : ReadFull(fd, rest, remaining, offset);
+                if (!r.IsOk) return r;
+                offset += remaining;
+                index++;
+            }
+        }
+    }
+
+    [LibraryImport("libc.so.6", EntryPoint = "preadv", SetLastError = true)]
+    private static partial long preadv(int fd, IoVector* iov, int iovcnt, long offset);
+
+    [LibraryImport("libc.so.6", EntryPoint = "pwritev", SetLastError = true)]
+    private static partial long pwritev(int fd, IoVector* iov, int iovcnt, long offset);
+
     [LibraryImport("libc.so.6", EntryPoint = "realpath", SetLastError = true)]
     private static partial byte* realpath(byte* path, byte* resolved);
 }

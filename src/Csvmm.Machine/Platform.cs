@@ -4,6 +4,7 @@ using Csvmm.Devices;
 using Csvmm.Devices.Legacy;
 using Csvmm.Devices.Pci;
 using Csvmm.Ide;
+using Csvmm.Virtio;
 using Csvmm.Kvm;
 
 namespace Csvmm.Machine;
@@ -19,6 +20,10 @@ public sealed class Platform : IDisposable
     private Serial16550? _com1;
     private PciBarRouter? _barRouter;
     private PiixIde? _ide;
+    private GsiRoutes? _gsiRoutes;
+    private Doorbells? _doorbells;
+    private readonly List<VirtioPciDevice> _virtio = [];
+    private readonly List<IDisposable> _owned = [];
 
     internal Platform(VirtualMachine vm, ISerialOutput serialOut)
     {
@@ -118,6 +123,7 @@ public sealed class Platform : IDisposable
         // Firmware assigns BARs itself; a directly booted kernel finds them assigned, as on Firecracker or Cloud Hypervisor.
         _barRouter.AssignAll();
         _ide?.EnableLegacyDecode();
+        RegisterDoorbells();
     }
 
     /// <summary>
@@ -146,8 +152,38 @@ public sealed class Platform : IDisposable
         }
     }
 
+    /// <summary>
+    /// One virtio-blk PCI function per if=virtio disk, from slot 2 up: MSI-X through irqfds (one GSI per vector, routed
+    /// when the guest programs the table), INTx on the slot's _PRT GSI as the fallback, queue doorbells as
+    /// ioeventfds that follow the BAR, requests served on each device's I/O thread.
+    /// </summary>
     private void CreateVirtioDisks()
     {
+        var disks = _vm.Config.AttachedDisks.Where(d => d.Interface == DiskInterface.Virtio).ToList();
+        if (disks.Count == 0) return;
+        if (Layout.FirstVirtioPciDevice + disks.Count > PciBus.MaxDevices)
+            throw new DeviceException($"{disks.Count} virtio disks do not fit on the PCI bus");
+        _gsiRoutes = new GsiRoutes(_vm.Vm);
+        _doorbells = new Doorbells(_vm.Vm, _barRouter!, _vm.Log);
+        for (int i = 0; i < disks.Count; i++)
+        {
+            int slot = Layout.FirstVirtioPciDevice + i;
+            var blk = new VirtioBlk(disks[i].Backend, new VirtioBlkOptions { Serial = $"csvmm-vd{(char)('a' + i % 26)}{(i >= 26 ? (i / 26).ToString() : "")}" });
+            var vectors = new KvmMsiVectors(_vm.Vm, _gsiRoutes, VirtioPciDevice.MsixVectorsFor(blk));
+            _owned.Add(vectors);
+            var intx = new KvmIrqLine(_vm.Vm, PciRootConfig.DefaultGsi(slot, 0));
+            var function = new VirtioPciDevice(blk, _vm.Memory, intx, vectors);
+            _owned.Insert(0, function); // disposed first (it owns blk): stops the I/O thread before its vectors go
+            PciBus.Add(slot, 0, function, $"virtio-blk {disks[i].Name}");
+            _virtio.Add(function);
+        }
+    }
+
+    /// <summary>Registers the virtio doorbells as ioeventfds once the BARs have addresses.</summary>
+    private void RegisterDoorbells()
+    {
+        foreach (var f in _virtio)
+            _doorbells!.Add(f.Doorbells.Select(d => new Doorbell(f, d.Bar, d.Offset, d.Event)));
     }
 
     /// <summary>Sets vCPU 0's registers for the boot plan. The APs wait for INIT/SIPI from the guest.</summary>
@@ -173,7 +209,28 @@ public sealed class Platform : IDisposable
 
     public void Flush() => (_serialOut as IFlushable)?.Flush();
 
-    public void Dispose() { }
+    /// <summary>One debug line per block device with its counters (after the VM stopped).</summary>
+    internal void LogDeviceSummary(Serilog.ILogger log)
+    {
+        foreach (var f in _virtio)
+        {
+            if (f.Device is not VirtioBlk blk) continue;
+            var c = blk.Counters;
+            log.Debug("virtio-blk {Slot}: {Requests} requests, {Read} B read, {Written} B written, {Flushes} flushes, {Errors} I/O errors; "
+                + "MSI-X {Msix} ({Delivered} delivered), {Slow} doorbell exits, {Ioeventfds} ioeventfds, {Routes} MSI routes",
+                PciBus.Functions.First(x => ReferenceEquals(x.Value, f)).Device, c.Requests, c.ReadBytes, c.WrittenBytes, c.Flushes,
+                c.IoErrors, f.Msix?.Enabled == true ? "on" : "off", f.Msix?.Delivered ?? 0, f.SlowNotifications,
+                _doorbells?.ActiveCount ?? 0, _gsiRoutes?.MsiRouteCount ?? 0);
+        }
+    }
+
+    /// <summary>Stops the devices' I/O threads and releases their eventfds (doorbells first, then functions, vectors).</summary>
+    public void Dispose()
+    {
+        _doorbells?.Dispose();
+        foreach (var d in _owned) d.Dispose();
+        _owned.Clear();
+    }
 }
 
 /// <summary>A sink that can be flushed (host serial output).</summary>

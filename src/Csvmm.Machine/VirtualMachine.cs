@@ -143,6 +143,7 @@ public sealed class VirtualMachine : IDisposable
             Control.Finish(new VmOutcome(VmExitKind.Timeout, $"timeout after {timeout!.Value.TotalSeconds:0.#} s"));
         StopVcpus();
         Platform.Flush();
+        if (_log.IsEnabled(Serilog.Events.LogEventLevel.Debug)) Platform.LogDeviceSummary(_log);
         return Control.Outcome!;
     }
 

@@ -97,6 +97,12 @@ public sealed class SplitQueue
     /// <summary>True once <see cref="Error"/> is set.</summary>
     public bool IsBroken => Error != VirtqueueError.None;
 
+    /// <summary>
+    /// True when the driver has published buffers not yet popped (false once the queue is broken). Used after
+    /// <see cref="SetAvailEvent"/> to close the race with a driver that added a buffer before seeing avail_event.
+    /// </summary>
+    public bool HasAvailable => !IsBroken && ReadU16(_availIdx) != _nextAvail;
+
     /// <summary>Sets the ring indices, for restoring a snapshot (both start at zero after <see cref="TryCreate"/>).</summary>
     public void RestoreState(ushort nextAvail, ushort nextUsed)
     {

@@ -22,8 +22,8 @@ public static class GuestCode
     // ---- test devices ----------------------------------------------------------------------------
     /// <summary>Test port device (free in csvmm's port map; QEMU uses it for fw_cfg).</summary>
     public const ushort TestPort = 0x510;
-    /// <summary>Test MMIO device, in the 32-bit hole below 4 GiB.</summary>
-    public const uint TestMmio = 0xD000_0000;
+    /// <summary>Test MMIO device, in the 32-bit hole below 4 GiB (2 MiB aligned: the guest maps it with one large page).</summary>
+    public const uint TestMmio = 0xFE20_0000; // between the PCI MMIO window (ends 0xFE000000) and the IOAPIC
 
     // ---- where the pieces of a guest live (low BIOS alias, see FirmwareBuilder) --------------------
     public const uint Entry16 = 0xF0000;

@@ -1,0 +1,88 @@
+using System.Buffers.Binary;
+using Csvmm.Block;
+using Csvmm.Kvm;
+using Csvmm.Memory;
+using static Csvmm.Virtio.Virtq;
+using static Csvmm.Virtio.VirtioBlkConstants;
+
+namespace Csvmm.Virtio.Tests;
+
+/// <summary>The request path (pop, validate, vectored disk I/O, status, used ring, notification) allocates nothing.</summary>
+[Collection(AllocationCollection.Name)]
+public sealed class BlkAllocationTests
+{
+    private sealed class CountingInterrupt : IVirtioInterrupt
+    {
+        public int Queue, Config, NeedsReset;
+        public void SignalQueue(int queue) => Queue++;
+        public void SignalConfig() => Config++;
+        public void SetNeedsReset() => NeedsReset++;
+    }
+
+    [Fact]
+    public void ServingRequestsDoesNotAllocate()
+    {
+        using var image = new ScratchImage(1 << 20);
+        using var disk = DiskOpener.Open(image.Path);
+        using var f = new QueueFixture(size: 64, eventIdx: true);
+        using var notify = EventFdHandle.Create();
+        using var blk = new VirtioBlk(disk, new VirtioBlkOptions { Serial = "alloc" });
+        var irq = new CountingInterrupt();
+        blk.Attach(new VirtioActivation(f.Memory, blk.DeviceFeatures, [new VirtioQueue(0, f.Queue, notify)], irq));
+
+        // 0: read 4 KiB into two buffers; 4: write 2 KiB; 8: flush; 11: get id; 14: write zeroes.
+        void Header(ulong at, uint type, ulong sector)
+        {
+            var h = f.Memory.GetSpan(new GuestAddress(at), 16);
+            BinaryPrimitives.WriteUInt32LittleEndian(h, type);
+            BinaryPrimitives.WriteUInt64LittleEndian(h[8..], sector);
+        }
+        Header(0x1_0000, TypeIn, 8);
+        f.SetDesc(0, 0x1_0000, 16, DescFlagNext, 1);
+        f.SetDesc(1, 0x2_0000, 1024, DescFlagNext | DescFlagWrite, 2);
+        f.SetDesc(2, 0x2_1000, 3072, DescFlagNext | DescFlagWrite, 3);
+        f.SetDesc(3, 0x1_0100, 1, DescFlagWrite);
+        Header(0x1_0200, TypeOut, 16);
+        f.SetDesc(4, 0x1_0200, 16, DescFlagNext, 5);
+        f.SetDesc(5, 0x3_0000, 1024, DescFlagNext, 6);
+        f.SetDesc(6, 0x3_1000, 1024, DescFlagNext, 7);
+        f.SetDesc(7, 0x1_0300, 1, DescFlagWrite);
+        Header(0x1_0400, TypeFlush, 0);
+        f.SetDesc(8, 0x1_0400, 16, DescFlagNext, 9);
+        f.SetDesc(9, 0x1_0500, 1, DescFlagWrite);
+        Header(0x1_0600, TypeGetId, 0);
+        f.SetDesc(11, 0x1_0600, 16, DescFlagNext, 12);
+        f.SetDesc(12, 0x4_0000, 20, DescFlagNext | DescFlagWrite, 13);
+        f.SetDesc(13, 0x1_0700, 1, DescFlagWrite);
+        Header(0x1_0800, TypeWriteZeroes, 0);
+        var range = f.Memory.GetSpan(new GuestAddress(0x1_0900), 16);
+        BinaryPrimitives.WriteUInt64LittleEndian(range, 100);
+        BinaryPrimitives.WriteUInt32LittleEndian(range[8..], 8);
+        f.SetDesc(14, 0x1_0800, 16, DescFlagNext, 15);
+        f.SetDesc(15, 0x1_0900, 16, DescFlagNext, 16);
+        f.SetDesc(16, 0x1_0A00, 1, DescFlagWrite);
+
+        void Round()
+        {
+            f.Push(0);
+            f.Push(4);
+            f.Push(8);
+            f.Push(11);
+            f.Push(14);
+            f.SetUsedEvent(f.UsedIdx);
+            blk.ProcessQueue(0);
+        }
+
+        long allocated = AllocationMeter.Measure(Round, 500);
+
+        Assert.Equal(0, allocated);
+        long rounds = blk.Counters.Requests / 5;
+        Assert.True(rounds >= 501);
+        Assert.Equal(rounds * 5, blk.Counters.Requests);
+        Assert.Equal(0, blk.Counters.IoErrors + blk.Counters.Malformed + blk.Counters.Unsupported);
+        Assert.Equal(rounds, irq.Queue);
+        Assert.Equal(StatusOk, f.Memory.GetSpan(new GuestAddress(0x1_0100), 1)[0]);
+        Assert.Equal(image.Initial.AsSpan(8 * 512, 1024).ToArray(), f.Memory.GetSpan(new GuestAddress(0x2_0000), 1024).ToArray());
+        Assert.Equal("alloc"u8.ToArray(), f.Memory.GetSpan(new GuestAddress(0x4_0000), 5).ToArray());
+    }
+}
