@@ -46,7 +46,8 @@ public static class Layout
     public static readonly GuestAddress FourGiB = new(0x1_0000_0000);
     /// <summary>32-bit PCI BAR window handed out by the device manager.</summary>
     public static readonly GuestAddress PciMmioStart = new(0xC000_0000);
-    public static readonly GuestAddress PciMmioEnd = new(0xFE00_0000);
+    /// <summary>End (exclusive) of that window: the IOAPIC. SeaBIOS places BARs top-down from here, as on QEMU.</summary>
+    public static readonly GuestAddress PciMmioEnd = new(0xFEC0_0000);
     /// <summary>PCI I/O BAR window [PciIoStart, PciIoEnd] decoded by the BAR router (the ACPI _CRS says the same).</summary>
     public const ushort PciIoStart = 0x1000;
     public const ushort PciIoEnd = 0xFFFF;

@@ -66,7 +66,9 @@ public sealed class PiixIde : IPciBarFunction
     private const ushort ResetStatus = 0x0280; // fast back-to-back capable, DEVSEL timing medium
     private const ushort IdetimWritable = 0xF3FF; // bits 11:10 reserved
     private const byte MasterLatencyWritable = 0xF0;
-    private const uint BmibaWritable = 0x0000_FFF0; // 16-bit I/O address; bits 31:16 reserved
+    // The datasheet reserves bits 31:16, but every BIOS sizes I/O BARs as 32-bit registers (SeaBIOS computes the size
+    // as ~(value & ~3) + 1, so 0x0000FFF1 would mean a 4 GiB window): like QEMU, all address bits above the size are writable.
+    private const uint BmibaWritable = 0xFFFF_FFF0;
     private const int BmibaOffset = PciConfigSpace.Bar0Offset + 4 * BusMasterBar;
 
     private readonly Lock _configLock = new();

@@ -96,4 +96,35 @@ public class FirmwareBootTests(ITestOutputHelper output)
             "Found 2 cpu(s)",                          // the AP answered SeaBIOS's INIT/SIPI
             "No bootable device.");
     }
+
+    [Fact]
+    public void SeaBiosFindsTheIdeAndVirtioDisksAndReadsTheBootSector()
+    {
+        const string bios = "/usr/share/seabios/bios-256k.bin";
+        Assert.True(File.Exists(bios), $"{bios} is missing: ./build.sh installs the seabios package");
+        string dir = Directory.CreateTempSubdirectory("csvmm-seabios-").FullName;
+        try
+        {
+            string ide = Path.Combine(dir, "ide.img"), virtio = Path.Combine(dir, "virtio.img");
+            foreach (var f in new[] { ide, virtio })
+                using (var s = File.Create(f)) s.SetLength(2 << 20); // zeroes: no boot signature
+            var run = CsvmmRun.Start(TimeSpan.FromSeconds(60),
+                "--firmware", bios, "--memory", "64M", "--disk", $"{ide},if=ide", "--disk", virtio, "--timeout", "60");
+            output.WriteLine($"SeaBIOS with disks: exit {run.ExitCode} after {run.Elapsed.TotalSeconds:0.0} s");
+            run.AssertMarkersInOrder(
+                "PCI: init bdf=00:01.1 id=8086:7010",     // PIIX3 IDE
+                "PCI: init bdf=00:02.0 id=1af4:1042",     // virtio-blk (modern)
+                "ata0-0: CSVMM HARDDISK ATA-8 Hard-Disk (2 MiBytes)",
+                "found virtio-blk at 00:02.0",
+                "using modern (1.0) virtio mode",
+                "Booting from Hard Disk...",
+                "Boot failed: not a bootable disk",       // it read sector 0 and found no 0x55AA
+                "No bootable device.");
+            Assert.DoesNotContain("is unsupported", run.Serial);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

@@ -131,7 +131,7 @@ public sealed class PiixIdeTests : IDisposable
     public void Bar4_answers_the_sizing_protocol_and_takes_an_address()
     {
         WriteConfig(_ide, Bmiba, 4, 0xFFFF_FFFF);
-        Assert.Equal(0x0000_FFF1u, ReadConfig(_ide, Bmiba, 4)); // 16 ports, 16-bit I/O decode
+        Assert.Equal(0xFFFF_FFF1u, ReadConfig(_ide, Bmiba, 4)); // 16 ports, sized as a 32-bit register (SeaBIOS, QEMU)
         WriteConfig(_ide, Bmiba, 4, 0xC047);
         Assert.Equal(0xC041u, ReadConfig(_ide, Bmiba, 4));
         Assert.Equal(new PciBar(PciBarKind.Io, 16, 0xC040, false), _ide.Config.GetBar(4));

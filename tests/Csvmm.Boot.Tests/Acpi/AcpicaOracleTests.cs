@@ -128,7 +128,7 @@ public sealed partial class AcpicaOracleTests : IDisposable
                      "Resource Type : Bus Number Range", "Address Minimum : 0000 Address Maximum : 00FF",
                      "Address Minimum : 0000 Address Maximum : 0CF7", "Address Minimum : 0D00 Address Maximum : FFFF",
                      "Address Minimum : 0CF8 Address Maximum : 0CF8 Alignment : 01 Address Length : 08",
-                     "Address Minimum : C0000000 Address Maximum : FDFFFFFF Translation Offset : 00000000 Address Length : 3E000000",
+                     "Address Minimum : C0000000 Address Maximum : FEBFFFFF Translation Offset : 00000000 Address Length : 3EC00000",
                      "Address Minimum : 03F8 Address Maximum : 03F8 Alignment : 01 Address Length : 08",
                      "Triggering : Edge Polarity : ActiveHigh Sharing : Exclusive Interrupt Count : 01 Interrupt List : 4",
                  })

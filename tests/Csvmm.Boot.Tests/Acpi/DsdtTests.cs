@@ -58,7 +58,7 @@ public sealed class DsdtTests
         Assert.Equal(new byte[] { 0x01, 0xF8, 0x0C, 0xF8, 0x0C, 0x01, 0x08 }, resources[3].Body); // IO (0xCF8, 8)
         var mem = resources[4].Body;
         Assert.Equal((0, 0x0C, 1), (mem[0], mem[1], mem[2]));                         // memory, producer, RW non-cacheable
-        Assert.Equal((0xC000_0000u, 0xFDFF_FFFFu, 0x3E00_0000u), (U32(mem, 7), U32(mem, 11), U32(mem, 19)));
+        Assert.Equal((0xC000_0000u, 0xFEBF_FFFFu, 0x3EC0_0000u), (U32(mem, 7), U32(mem, 11), U32(mem, 19)));
     }
 
     [Theory]

@@ -23,7 +23,7 @@ public static class GuestCode
     /// <summary>Test port device (free in csvmm's port map; QEMU uses it for fw_cfg).</summary>
     public const ushort TestPort = 0x510;
     /// <summary>Test MMIO device, in the 32-bit hole below 4 GiB (2 MiB aligned: the guest maps it with one large page).</summary>
-    public const uint TestMmio = 0xFE20_0000; // between the PCI MMIO window (ends 0xFE000000) and the IOAPIC
+    public const uint TestMmio = 0xBFE0_0000; // above the tests' small RAM, just below the PCI MMIO window (0xC0000000)
 
     // ---- where the pieces of a guest live (low BIOS alias, see FirmwareBuilder) --------------------
     public const uint Entry16 = 0xF0000;
@@ -166,7 +166,7 @@ public static class GuestCode
         a.rep.stosd();
         a.mov(__dword_ptr[(ulong)Pml4], Pdpt | 3);
         a.mov(__dword_ptr[(ulong)Pdpt], PdLow | 3);
-        a.mov(__dword_ptr[(ulong)(Pdpt + 3 * 8)], PdHole | 3);
+        a.mov(__dword_ptr[(ulong)(Pdpt + (TestMmio >> 30) * 8)], PdHole | 3);
 
         var fill = a.CreateLabel();
         a.mov(edi, PdLow);
@@ -179,7 +179,7 @@ public static class GuestCode
         a.dec(ecx);
         a.jnz(fill);
 
-        uint holeIndex = (TestMmio - 0xC000_0000) >> 21;
+        uint holeIndex = (TestMmio & 0x3FFF_FFFF) >> 21;
         a.mov(__dword_ptr[(ulong)(PdHole + holeIndex * 8)], TestMmio | 0x9B); // P | RW | PWT | PCD | PS
 
         a.mov(eax, cr4);
