@@ -12,6 +12,9 @@ public sealed partial class IdeChannel
     private const int MaxPrdEntries = 65536 / 8;
 
     private readonly GuestMemory? _dmaMemory;
+
+    /// <summary>The buffers of the command being transferred, one per PRD entry at most (null without DMA memory).</summary>
+    private readonly IoVector[]? _dmaVectors;
     private byte _bmCommand;
     private byte _bmStatus;
     private uint _prdTable;
@@ -59,50 +62,47 @@ public sealed partial class IdeChannel
     }
 
     /// <summary>
-    /// Moves the whole pending transfer between the disk and the guest buffers the PRD table names. Every entry is
-    /// bounds-checked against guest RAM (a writable region for a disk read) before the disk is touched through it.
+    /// Moves the whole pending transfer between the disk and the guest buffers the PRD table names, in one vectored
+    /// disk request. The table is walked and every entry bounds-checked against guest RAM (a writable region for a
+    /// disk read) before the disk is touched at all.
     /// </summary>
+    /// <remarks>
+    /// <para>Outcomes, as a bus master that works through its table entry by entry would leave them:</para>
+    /// <list type="bullet">
+    /// <item>Entries that cover more than the transfer: the transfer stops where it ends (the rest is ignored, EOT
+    /// or not); success.</item>
+    /// <item>A table that ends (EOT, or 8192 entries) before the transfer is covered, an entry outside guest RAM or a
+    /// disk read into ROM, or an entry that is itself not in RAM: the entries before it are transferred, then the
+    /// bus master reports Error and the command ends with ABRT; the address registers name the first sector not
+    /// completely transferred.</item>
+    /// <item>A backend failure: IDNF when out of range, UNC for a read, ABRT for a write, without the bus-master Error
+    /// bit. The vectored request does not say where it failed, so the address registers name the command's first
+    /// sector (per-entry requests named the first sector of the failing entry).</item>
+    /// </list>
+    /// </remarks>
     private void RunDma()
     {
         _dmaPending = false;
         IdeDrive drive = SelectedDrive!;
-        GuestMemory memory = _dmaMemory!;
-        ulong diskOffset = _nextLba * IdeDrive.SectorSize; // lba < 2^48: no overflow
-        ulong remaining = (ulong)_remainingSectors * IdeDrive.SectorSize;
-        uint entryAddress = _prdTable;
+        ulong start = _nextLba * IdeDrive.SectorSize; // lba < 2^48: no overflow
+        ulong wanted = (ulong)_remainingSectors * IdeDrive.SectorSize;
+        bool tableError = !CollectPrdBuffers(wanted, out int count, out ulong covered);
+
         byte error = 0;
-        bool tableError = false;
-
-        for (int i = 0; i < MaxPrdEntries && remaining > 0; i++)
+        ulong done = covered;
+        if (count > 0)
         {
-            if (!memory.TryGetSpan(new GuestAddress(entryAddress), 8, out Span<byte> entry)) { tableError = true; break; }
-            uint bufferAddress = BinaryPrimitives.ReadUInt32LittleEndian(entry) & ~1u;
-            uint length = BinaryPrimitives.ReadUInt16LittleEndian(entry[4..]) & ~1u;
-            if (length == 0) length = 65536;
-            bool last = (BinaryPrimitives.ReadUInt16LittleEndian(entry[6..]) & 0x8000) != 0;
-
-            int chunk = (int)Math.Min(length, remaining);
-            var address = new GuestAddress(bufferAddress);
-            GuestRegion? region = memory.FindRegion(address, (ulong)chunk);
-            if (region is null || (!_dmaWrite && region.ReadOnly) || !memory.TryGetSpan(address, chunk, out Span<byte> buffer))
-            {
-                tableError = true;
-                break;
-            }
-            DiskIoResult result = _dmaWrite ? drive.Disk.Write(diskOffset, buffer) : drive.Disk.Read(diskOffset, buffer);
+            ReadOnlySpan<IoVector> buffers = _dmaVectors!.AsSpan(0, count);
+            DiskIoResult result = _dmaWrite ? drive.Disk.WriteVectored(start, buffers) : drive.Disk.ReadVectored(start, buffers);
             if (!result.IsOk)
             {
                 error = result.Status == DiskIoStatus.OutOfRange ? AtaError.Idnf : _dmaWrite ? AtaError.Abrt : AtaError.Unc;
-                break;
+                done = 0;
             }
-            diskOffset += (ulong)chunk;
-            remaining -= (ulong)chunk;
-            entryAddress += 8;
-            if (last) break;
         }
 
         _bmStatus = (byte)((_bmStatus & ~BusMasterBits.Active) | BusMasterBits.Interrupt);
-        if (tableError || (error == 0 && remaining > 0))
+        if (error == 0 && (tableError || covered < wanted))
         {
             // A bad or too short PRD table: the bus master reports an error, the command is aborted.
             _bmStatus |= BusMasterBits.Error;
@@ -110,12 +110,53 @@ public sealed partial class IdeChannel
         }
         if (error != 0)
         {
-            ReportAddress(diskOffset / IdeDrive.SectorSize);
+            ReportAddress((start + done) / IdeDrive.SectorSize);
             CommandError(error);
             return;
         }
-        ReportAddress(diskOffset / IdeDrive.SectorSize - 1);
+        ReportAddress((start + done) / IdeDrive.SectorSize - 1);
         CommandDone();
+    }
+
+    /// <summary>
+    /// Walks the PRD table at <see cref="_prdTable"/> and fills <see cref="_dmaVectors"/> with up to
+    /// <paramref name="wanted"/> bytes of guest buffers (each entry trimmed to what is still wanted; entries that
+    /// continue the previous buffer in host memory are merged). Stops at the transfer's end, at EOT, after
+    /// <see cref="MaxPrdEntries"/> entries, or at the first bad entry, whose buffers are left out.
+    /// </summary>
+    /// <returns>False when an entry (or the table itself) is not in guest RAM, or a disk read targets ROM.</returns>
+    private unsafe bool CollectPrdBuffers(ulong wanted, out int count, out ulong covered)
+    {
+        GuestMemory memory = _dmaMemory!;
+        IoVector[] vectors = _dmaVectors!;
+        uint entryAddress = _prdTable;
+        count = 0;
+        covered = 0;
+        for (int i = 0; i < MaxPrdEntries && covered < wanted; i++)
+        {
+            if (!memory.TryGetSpan(new GuestAddress(entryAddress), 8, out Span<byte> entry)) return false;
+            uint bufferAddress = BinaryPrimitives.ReadUInt32LittleEndian(entry) & ~1u;
+            uint length = BinaryPrimitives.ReadUInt16LittleEndian(entry[4..]) & ~1u;
+            if (length == 0) length = 65536;
+            bool last = (BinaryPrimitives.ReadUInt16LittleEndian(entry[6..]) & 0x8000) != 0;
+
+            int chunk = (int)Math.Min(length, wanted - covered);
+            var address = new GuestAddress(bufferAddress);
+            GuestRegion? region = memory.FindRegion(address, (ulong)chunk);
+            if (region is null || (!_dmaWrite && region.ReadOnly) || !memory.TryGetSpan(address, chunk, out Span<byte> buffer))
+                return false;
+
+            // count <= i < MaxPrdEntries = vectors.Length; a merged buffer stays below 32 MiB (the largest transfer).
+            var vector = IoVector.FromPinned(buffer);
+            if (count > 0 && vectors[count - 1].Address + vectors[count - 1].Length == vector.Address)
+                vectors[count - 1] = new IoVector(vectors[count - 1].Address, (int)vectors[count - 1].Length + chunk);
+            else
+                vectors[count++] = vector;
+            covered += (ulong)chunk;
+            entryAddress += 8;
+            if (last) break;
+        }
+        return true;
     }
 
     private void ReadBusMaster(ulong offset, Span<byte> data)

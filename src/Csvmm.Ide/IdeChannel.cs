@@ -58,6 +58,7 @@ public sealed partial class IdeChannel
         CommandBlock = new CommandPorts(this);
         ControlBlock = new ControlPorts(this);
         _dmaMemory = dmaMemory;
+        _dmaVectors = dmaMemory is null ? null : new IoVector[MaxPrdEntries];
         BusMaster = dmaMemory is null ? null : new BusMasterPorts(this);
         master?.AttachDma(dmaMemory is not null);
         slave?.AttachDma(dmaMemory is not null);

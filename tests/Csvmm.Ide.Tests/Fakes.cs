@@ -33,10 +33,17 @@ internal sealed class FakeDisk : IDiskBackend
     public DiskIoResult? FailWith { get; set; }
     public int Flushes { get; private set; }
     public int Writes { get; private set; }
+    public int Reads { get; private set; }
+    public int VectoredReads { get; private set; }
+    public int VectoredWrites { get; private set; }
+
+    /// <summary>Buffer count and byte total of the last vectored request.</summary>
+    public (int Buffers, ulong Bytes) LastVectored { get; private set; }
 
     public DiskIoResult Read(ulong offset, Span<byte> destination)
     {
         if (FailWith is { } f) return f;
+        Reads++;
         if (offset + (ulong)destination.Length > SizeBytes) return DiskIoResult.OutOfRange;
         if (_data is not null) { _data.AsSpan((int)offset, destination.Length).CopyTo(destination); return DiskIoResult.Ok; }
         for (int i = 0; i < destination.Length; i += 512)
@@ -56,6 +63,37 @@ internal sealed class FakeDisk : IDiskBackend
         Writes++;
         if (_data is not null) { source.CopyTo(_data.AsSpan((int)offset)); return DiskIoResult.Ok; }
         for (int i = 0; i < source.Length; i += 512) _sparse[(offset + (ulong)i) / 512] = source.Slice(i, 512).ToArray();
+        return DiskIoResult.Ok;
+    }
+
+    /// <summary>One counted request; the buffers are then filled by <see cref="Read"/>-equivalent copies.</summary>
+    public DiskIoResult ReadVectored(ulong offset, ReadOnlySpan<IoVector> buffers)
+    {
+        VectoredReads++;
+        return Vectored(offset, buffers, write: false);
+    }
+
+    public DiskIoResult WriteVectored(ulong offset, ReadOnlySpan<IoVector> buffers)
+    {
+        VectoredWrites++;
+        return Vectored(offset, buffers, write: true);
+    }
+
+    private DiskIoResult Vectored(ulong offset, ReadOnlySpan<IoVector> buffers, bool write)
+    {
+        IoVector.TryTotal(buffers, out ulong total);
+        LastVectored = (buffers.Length, total);
+        if (FailWith is { } f) return f;
+        if (write && ReadOnly) return DiskIoResult.ReadOnlyDisk;
+        if (offset > SizeBytes || total > SizeBytes - offset) return DiskIoResult.OutOfRange;
+        int reads = Reads, writes = Writes;
+        foreach (var b in buffers)
+        {
+            DiskIoResult r = write ? Write(offset, b.AsSpan()) : Read(offset, b.AsSpan());
+            if (!r.IsOk) return r;
+            offset += b.Length;
+        }
+        (Reads, Writes) = (reads, writes); // the per-buffer copies are not requests of their own
         return DiskIoResult.Ok;
     }
 
