@@ -16,7 +16,7 @@ def command(vmm, bus, disk):
     dev = "vda" if bus == "virtio" else "sda"
     append = f"{cmdline} root=/dev/{dev}1 rw rootwait"
     if vmm == "csvmm":
-        return ["out/csvmm", "--kernel", kernel, "--append", append, "--disk", f"{disk},if={bus}", "--cpus", "2",
+        return [os.environ.get("CSVMM", "out/csvmm"), "--kernel", kernel, "--append", append, "--disk", f"{disk},if={bus}", "--cpus", "2",
                 "--memory", "96M", "--no-reboot", "--serial", "stdio"]
     drive = ["-drive", f"file={disk},if=none,id=d0,format=raw"]
     device = ["-device", "virtio-blk-pci,drive=d0,disable-legacy=on"] if bus == "virtio" else ["-device", "ide-hd,drive=d0,bus=ide.0,unit=0"]

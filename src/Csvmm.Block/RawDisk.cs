@@ -16,8 +16,10 @@ namespace Csvmm.Block;
 /// end. The buffer (from NativeMemory.AlignedAlloc, allocated on first need and reused) is guarded by a lock
 /// that only that slow path takes; aligned requests take no lock and never copy.</para>
 /// <para>All request methods are safe to call from several threads at once, and none throws.</para>
+/// <para>With O_DIRECT, <see cref="OpenRequestQueue"/> gives a device Linux native AIO (<see cref="LinuxAioQueue"/>)
+/// for the aligned reads and writes; everything else keeps this synchronous path.</para>
 /// </remarks>
-public sealed unsafe class RawDisk : IDiskBackend
+public sealed unsafe class RawDisk : IAsyncDiskBackend
 {
     private const int BounceCapacity = 256 * 1024;
 
@@ -190,6 +192,26 @@ public sealed unsafe class RawDisk : IDiskBackend
             if ((b.Length & _offsetMask) != 0 || ((nuint)b.Address & _memoryMask) != 0) return true;
         return false;
     }
+
+    /// <summary>
+    /// A Linux AIO queue (aio=native) when the disk is O_DIRECT; null for buffered I/O (the page cache makes the
+    /// synchronous path fastest there) or when the kernel refuses an AIO context (<see cref="LastQueueError"/> says why).
+    /// It takes only requests whose offset, lengths and buffer addresses meet <see cref="Alignment"/>.
+    /// </summary>
+    public IDiskRequestQueue? OpenRequestQueue(int depth, int maxBuffers)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(depth, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(depth, 65536);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBuffers, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxBuffers, IAsyncDiskBackend.MaxBuffers);
+        if (!_direct) return null;
+        var queue = LinuxAioQueue.TryCreate(_handle, depth, maxBuffers, _offsetMask, _memoryMask, _readOnly, _size, Counters, out int errno);
+        LastQueueError = errno;
+        return queue;
+    }
+
+    /// <summary>The errno of the last <see cref="OpenRequestQueue"/> that could not create its AIO context, or 0.</summary>
+    public int LastQueueError { get; private set; }
 
     public DiskIoResult Flush()
     {

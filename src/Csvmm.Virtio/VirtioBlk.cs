@@ -73,13 +73,19 @@ public sealed record VirtioBlkOptions
     /// logical block, e.g. 3 for 4 KiB physical sectors).
     /// </summary>
     public byte? PhysicalBlockExponent { get; init; }
+
+    /// <summary>
+    /// Serve aligned reads and writes of an O_DIRECT disk asynchronously (Linux AIO, up to a queue's worth in flight)
+    /// when the backend offers it (<see cref="IAsyncDiskBackend"/>). False: everything synchronous.
+    /// </summary>
+    public bool AsyncIo { get; init; } = true;
 }
 
 /// <summary>virtio-blk request counters (written by the I/O thread only; read from anywhere).</summary>
 public sealed class VirtioBlkCounters
 {
     internal long RequestsField, ReadBytesField, WrittenBytesField, FlushesField, DiscardsField, WriteZeroesField,
-        GetIdsField, IoErrorsField, UnsupportedField, MalformedField, NotificationsField;
+        GetIdsField, IoErrorsField, UnsupportedField, MalformedField, NotificationsField, AsyncRequestsField, FlushWaitsField;
 
     /// <summary>Chains taken from the queue.</summary>
     public long Requests => Volatile.Read(ref RequestsField);
@@ -103,10 +109,15 @@ public sealed class VirtioBlkCounters
     public long Malformed => Volatile.Read(ref MalformedField);
     /// <summary>Used-buffer notifications sent.</summary>
     public long Notifications => Volatile.Read(ref NotificationsField);
+    /// <summary>Reads and writes handed to the disk's asynchronous queue instead of served synchronously.</summary>
+    public long AsyncRequests => Volatile.Read(ref AsyncRequestsField);
+    /// <summary>Flushes that first waited for asynchronous writes still in flight.</summary>
+    public long FlushWaits => Volatile.Read(ref FlushWaitsField);
 
     public override string ToString() =>
         $"requests={Requests} read={ReadBytes} B written={WrittenBytes} B flushes={Flushes} discards={Discards} " +
-        $"write-zeroes={WriteZeroes} get-id={GetIds} ioerr={IoErrors} unsupp={Unsupported} malformed={Malformed} irqs={Notifications}";
+        $"write-zeroes={WriteZeroes} get-id={GetIds} ioerr={IoErrors} unsupp={Unsupported} malformed={Malformed} irqs={Notifications} " +
+        $"async={AsyncRequests} flush-waits={FlushWaits}";
 }
 
 /// <summary>
@@ -119,6 +130,13 @@ public sealed class VirtioBlkCounters
 /// overflow checks, the read-only flag, every discard/write-zeroes range. A bad request gets
 /// VIRTIO_BLK_S_IOERR (VIRTIO_BLK_S_UNSUPP for an unknown type or flag); a chain without a status byte is returned
 /// with length 0. The guest may rewrite descriptors at any time: the chain is copied once and only the copy is used.</para>
+/// <para>With an O_DIRECT disk (<see cref="IAsyncDiskBackend"/>), reads and writes whose buffers meet the disk's
+/// alignment are queued to Linux AIO, submitted once per batch, and completed from the I/O thread when the queue's
+/// completion eventfd fires: status byte, used element, one notification per batch. The in-flight table is indexed
+/// by the chain's head (unique among chains the driver has not got back), preallocated, so nothing allocates. A
+/// FLUSH first waits for the writes in flight, so it never covers less than the guest has seen completed. A reset
+/// waits for every request in flight before it returns: nothing writes guest memory afterwards. Everything else
+/// (and any request the queue does not take) is served synchronously, as without AIO.</para>
 /// <para>The device does not own the disk: the caller disposes it after the device.</para>
 /// </remarks>
 public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
@@ -145,6 +163,19 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
 
     // The request being processed (I/O thread only).
     private int _segmentCount, _firstWritable;
+    private ushort _head;
+    private bool _deferred, _completedInline;
+
+    // Asynchronous I/O: the disk's request queue (opened at the first activation, kept until disposal) and the
+    // requests in flight, indexed by head. I/O thread only, or the resetting thread once that has stopped.
+    private IDiskRequestQueue? _aio;
+    private DiskCompletion[] _completions = [];
+    private readonly bool[] _inFlight;
+    private readonly bool[] _inFlightWrite;
+    private readonly GuestAddress[] _inFlightStatus;
+    private readonly uint[] _inFlightUsed;
+    private readonly ulong[] _inFlightBytes;
+    private int _inFlightWrites;
 
     /// <param name="disk">The backing disk (not owned).</param>
     /// <param name="options">Tunables; null for the defaults.</param>
@@ -159,6 +190,11 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
         _disk = disk;
         _options = options;
         _ranges = new (ulong, ulong, bool)[options.MaxDiscardSegments];
+        _inFlight = new bool[options.QueueSize];
+        _inFlightWrite = new bool[options.QueueSize];
+        _inFlightStatus = new GuestAddress[options.QueueSize];
+        _inFlightUsed = new uint[options.QueueSize];
+        _inFlightBytes = new ulong[options.QueueSize];
         if (options.Serial is { } serial)
             Encoding.ASCII.GetBytes(serial.AsSpan(0, Math.Min(serial.Length, VirtioBlkConstants.IdBytes)), _serial);
 
@@ -207,6 +243,9 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
     /// <summary>True while the I/O thread runs.</summary>
     public bool IsRunning { get { lock (_lifecycle) return _thread?.IsRunning == true; } }
 
+    /// <summary>True when reads and writes that qualify go through the disk's asynchronous queue.</summary>
+    public bool AsyncIo { get { lock (_lifecycle) return _aio is not null; } }
+
     /// <summary>The exception that stopped the I/O thread (a device bug), if any.</summary>
     public Exception? Fault { get; private set; }
 
@@ -240,7 +279,7 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
             var events = new EventFdHandle[_queues.Length];
             for (int i = 0; i < events.Length; i++) events[i] = _queues[i].Notify;
             var interrupt = activation.Interrupt;
-            _thread = new VirtioIoThread("virtio-blk", events, this)
+            _thread = new VirtioIoThread("virtio-blk", events, this, _aio?.CompletionEvent)
             {
                 Faulted = e =>
                 {
@@ -260,21 +299,48 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
         _interrupt = activation.Interrupt;
         _queues = [.. activation.Queues];
         _needsResetSent = false;
+        if (_aio is null && _options.AsyncIo && _disk is IAsyncDiskBackend async)
+        {
+            _aio = async.OpenRequestQueue(_options.QueueSize, (int)Math.Min(_options.SegMax, (uint)IAsyncDiskBackend.MaxBuffers));
+            _completions = _aio is null ? [] : new DiskCompletion[_aio.Capacity];
+        }
     }
 
     public void Reset()
     {
         lock (_lifecycle)
         {
-            _thread?.Dispose(); // joins: requests in flight finish first
+            _thread?.Dispose(); // joins the I/O thread
             _thread = null;
+            DiscardInFlight(); // then waits for the disk requests it left in flight
             _queues = [];
             _memory = null;
             _interrupt = null;
         }
     }
 
-    public void Dispose() => Reset();
+    /// <summary>Resets, then closes the asynchronous queue.</summary>
+    public void Dispose()
+    {
+        Reset();
+        lock (_lifecycle)
+        {
+            _aio?.Dispose();
+            _aio = null;
+        }
+    }
+
+    /// <summary>
+    /// Waits for every asynchronous request to finish and forgets them without touching the rings (the driver reset
+    /// the device: its buffers are no longer ours to complete). Only with the I/O thread stopped.
+    /// </summary>
+    private void DiscardInFlight()
+    {
+        _aio?.DiscardAll();
+        Array.Clear(_inFlight);
+        _inFlightWrites = 0;
+        _deferred = _completedInline = false;
+    }
 
     // ---- the I/O thread ----------------------------------------------------------------------------------
 
@@ -291,6 +357,11 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
             while (queue.TryPopAvail(out var chain))
             {
                 uint used = Process(chain);
+                if (_deferred)
+                {
+                    _deferred = false; // queued to the disk: completed by ProcessCompletions
+                    continue;
+                }
                 queue.AddUsed(chain.Head, used);
                 completed = true;
             }
@@ -300,11 +371,13 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
             queue.SetAvailEvent();
             if (!queue.HasAvailable) break;
         }
-        if (completed && queue.NeedsNotification())
+        _aio?.Submit(); // the batch's asynchronous requests in one system call
+        if (_completedInline)
         {
-            Counters.NotificationsField++;
-            _interrupt?.SignalQueue(vq.Index);
+            _completedInline = false; // a FLUSH waited for writes and completed them
+            completed = true;
         }
+        if (completed) Notify(vq);
         if (queue.IsBroken && !_needsResetSent)
         {
             _needsResetSent = true;
@@ -312,10 +385,90 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
         }
     }
 
+    /// <summary>The queue's completion eventfd fired: completes every finished request, then notifies once.</summary>
+    public void ProcessCompletions()
+    {
+        var queues = _queues;
+        if (queues.Length == 0) return;
+        if (ReapCompletions(queues[0].Queue, 0)) Notify(queues[0]);
+    }
+
+    private void Notify(VirtioQueue vq)
+    {
+        if (vq.Queue.NeedsNotification())
+        {
+            Counters.NotificationsField++;
+            _interrupt?.SignalQueue(vq.Index);
+        }
+    }
+
+    /// <summary>Completes finished asynchronous requests, waiting for at least <paramref name="minimum"/>; true when any was.</summary>
+    private bool ReapCompletions(SplitQueue queue, int minimum)
+    {
+        var aio = _aio;
+        var memory = _memory;
+        if (aio is null || memory is null) return false;
+        bool any = false;
+        int n;
+        do
+        {
+            n = aio.Reap(_completions, minimum);
+            minimum = 0;
+            for (int i = 0; i < n; i++) CompleteAsync(queue, memory, _completions[i]);
+            any |= n > 0;
+        } while (n == _completions.Length);
+        return any;
+    }
+
+    private void CompleteAsync(SplitQueue queue, GuestMemory memory, in DiskCompletion c)
+    {
+        var head = (ushort)c.Token;
+        _inFlight[head] = false;
+        bool write = _inFlightWrite[head];
+        if (write) _inFlightWrites--;
+        if (c.Result.IsOk)
+        {
+            if (write) Counters.WrittenBytesField += (long)_inFlightBytes[head];
+            else Counters.ReadBytesField += (long)_inFlightBytes[head];
+        }
+        uint used = Complete(memory, _inFlightStatus[head], StatusOf(c.Result), _inFlightUsed[head]);
+        queue.AddUsed(head, used);
+    }
+
+    /// <summary>Queues the current request's vectors to the disk; false when it must be served synchronously.</summary>
+    private bool TryDefer(ulong offset, int count, bool write, GuestAddress status, uint used, ulong bytes)
+    {
+        var aio = _aio;
+        ushort head = _head;
+        if (aio is null || head >= _inFlight.Length || _inFlight[head]) return false; // a head reused while in flight: a driver bug, served synchronously
+        if (!aio.TryEnqueue(offset, _iov.AsSpan(0, count), write, head)) return false;
+        _inFlight[head] = true;
+        _inFlightWrite[head] = write;
+        _inFlightStatus[head] = status;
+        _inFlightUsed[head] = used;
+        _inFlightBytes[head] = bytes;
+        if (write) _inFlightWrites++;
+        Counters.AsyncRequestsField++;
+        _deferred = true;
+        return true;
+    }
+
+    /// <summary>Before a FLUSH: submits what is queued and completes every write in flight (a flush covers them).</summary>
+    private void WaitForWrites()
+    {
+        if (_inFlightWrites == 0 || _aio is not { } aio) return;
+        Counters.FlushWaitsField++;
+        aio.Submit();
+        var queue = _queues[0].Queue;
+        while (_inFlightWrites > 0 && aio.InFlight > 0)
+            if (ReapCompletions(queue, 1)) _completedInline = true;
+    }
+
     /// <summary>Serves one chain and returns the used length (bytes written into device-writable buffers).</summary>
     internal uint Process(in DescriptorChain chain)
     {
         Counters.RequestsField++;
+        _head = chain.Head;
         var memory = _memory;
         if (memory is null || !chain.IsValid) return Malformed();
 
@@ -363,6 +516,7 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
                 return Write(memory, status, sector, dataOut);
             case VirtioBlkConstants.TypeFlush:
                 if (dataOut != 0 || dataIn != 0) break;
+                WaitForWrites();
                 var flush = _disk.Flush();
                 if (flush.IsOk) Counters.FlushesField++;
                 return Complete(memory, status, StatusOf(flush), 1);
@@ -388,6 +542,7 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
         if (!CheckRange(sector, length, out ulong offset)) return Complete(memory, status, VirtioBlkConstants.StatusIoErr, 1);
         int count = BuildVectors(memory, writable: true, skip: 0, length);
         if (count < 0) return Complete(memory, status, VirtioBlkConstants.StatusIoErr, 1);
+        if (TryDefer(offset, count, write: false, status, (uint)length + 1, length)) return 0;
         var r = count == 1 ? _disk.Read(offset, _iov[0].AsSpan()) : _disk.ReadVectored(offset, _iov.AsSpan(0, count));
         if (r.IsOk) Counters.ReadBytesField += (long)length;
         // Data may have landed even when the read failed part way: report the whole buffer as written.
@@ -400,6 +555,7 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
             return Complete(memory, status, VirtioBlkConstants.StatusIoErr, 1);
         int count = BuildVectors(memory, writable: false, skip: VirtioBlkConstants.HeaderSize, length);
         if (count < 0) return Complete(memory, status, VirtioBlkConstants.StatusIoErr, 1);
+        if (TryDefer(offset, count, write: true, status, 1, length)) return 0;
         var r = count == 1 ? _disk.Write(offset, _iov[0].AsSpan()) : _disk.WriteVectored(offset, _iov.AsSpan(0, count));
         if (r.IsOk) Counters.WrittenBytesField += (long)length;
         return Complete(memory, status, StatusOf(r), 1);

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Csvmm.Kvm;
 
 namespace Csvmm.Virtio;
@@ -7,6 +8,9 @@ public interface IQueueProcessor
 {
     /// <summary>Drains the queue at <paramref name="slot"/> (its position in the list the thread was started with).</summary>
     void ProcessQueue(int slot);
+
+    /// <summary>The completion eventfd the thread was started with fired: collect finished asynchronous requests.</summary>
+    void ProcessCompletions() { }
 }
 
 /// <summary>
@@ -17,6 +21,7 @@ public interface IQueueProcessor
 public sealed class VirtioIoThread : IDisposable
 {
     private readonly EventFdHandle[] _events;
+    private readonly SafeHandle? _completions;
     private readonly IQueueProcessor _processor;
     private readonly EventFdHandle _stop = EventFdHandle.Create();
     private readonly Thread _thread;
@@ -25,11 +30,16 @@ public sealed class VirtioIoThread : IDisposable
     /// <param name="name">Thread name (diagnostics).</param>
     /// <param name="events">Notification eventfds, one per queue slot; the caller keeps them open until <see cref="Stop"/> returns.</param>
     /// <param name="processor">Called on this thread for every fired slot.</param>
-    public VirtioIoThread(string name, IReadOnlyList<EventFdHandle> events, IQueueProcessor processor)
+    /// <param name="completions">
+    /// An eventfd that signals finished asynchronous disk requests (<see cref="IQueueProcessor.ProcessCompletions"/>
+    /// resets it), or null; the caller keeps it open until <see cref="Stop"/> returns.
+    /// </param>
+    public VirtioIoThread(string name, IReadOnlyList<EventFdHandle> events, IQueueProcessor processor, SafeHandle? completions = null)
     {
         ArgumentNullException.ThrowIfNull(events);
         ArgumentNullException.ThrowIfNull(processor);
         _events = [.. events];
+        _completions = completions;
         _processor = processor;
         _thread = new Thread(Run) { Name = name, IsBackground = true };
     }
@@ -70,10 +80,11 @@ public sealed class VirtioIoThread : IDisposable
     private unsafe void Run()
     {
         int n = _events.Length;
-        var added = new bool[n + 1];
+        int total = n + (_completions is null ? 1 : 2); // queues, stop, [completions]
+        var added = new bool[total];
         try
         {
-            PollFd* fds = stackalloc PollFd[n + 1];
+            PollFd* fds = stackalloc PollFd[total];
             for (int i = 0; i < n; i++)
             {
                 _events[i].DangerousAddRef(ref added[i]);
@@ -81,10 +92,15 @@ public sealed class VirtioIoThread : IDisposable
             }
             _stop.DangerousAddRef(ref added[n]);
             fds[n] = new PollFd { Fd = _stop.Fd, Events = VirtioNative.PollIn };
+            if (_completions is not null)
+            {
+                _completions.DangerousAddRef(ref added[n + 1]);
+                fds[n + 1] = new PollFd { Fd = (int)_completions.DangerousGetHandle(), Events = VirtioNative.PollIn };
+            }
 
             while (true)
             {
-                int r = VirtioNative.Poll(fds, n + 1, -1, out int errno);
+                int r = VirtioNative.Poll(fds, total, -1, out int errno);
                 if (r < 0)
                 {
                     if (errno == VirtioNative.Eintr) continue;
@@ -92,6 +108,8 @@ public sealed class VirtioIoThread : IDisposable
                 }
                 _wakeups++;
                 if (fds[n].REvents != 0) return;
+                // Completions first: they free queue slots and finish what the guest waits for longest.
+                if (total > n + 1 && fds[n + 1].REvents != 0) _processor.ProcessCompletions();
                 for (int i = 0; i < n; i++)
                 {
                     if (fds[i].REvents == 0) continue;
@@ -110,6 +128,7 @@ public sealed class VirtioIoThread : IDisposable
         {
             for (int i = 0; i < n; i++) if (added[i]) _events[i].DangerousRelease();
             if (added[n]) _stop.DangerousRelease();
+            if (total > n + 1 && added[n + 1]) _completions!.DangerousRelease();
         }
     }
 

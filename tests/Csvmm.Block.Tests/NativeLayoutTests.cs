@@ -52,6 +52,34 @@ public sealed class NativeLayoutTests
         ("EAGAIN", Errno.Eagain), ("EACCES", Errno.Eacces), ("EISDIR", Errno.Eisdir), ("EINVAL", Errno.Einval),
         ("ETXTBSY", Errno.Etxtbsy), ("EROFS", Errno.Erofs), ("ENOLCK", Errno.Enolck), ("ENOSYS", Errno.Enosys),
         ("EOPNOTSUPP", Errno.Eopnotsupp),
+        // Linux native AIO (linux/aio_abi.h, asm/unistd_64.h).
+        ("sizeof(struct iocb)", Unsafe.SizeOf<IoCb>()),
+        ("offsetof(struct iocb, aio_data)", Offset<IoCb>(nameof(IoCb.Data))),
+        ("offsetof(struct iocb, aio_key)", Offset<IoCb>(nameof(IoCb.Key))),
+        ("offsetof(struct iocb, aio_rw_flags)", Offset<IoCb>(nameof(IoCb.RwFlags))),
+        ("offsetof(struct iocb, aio_lio_opcode)", Offset<IoCb>(nameof(IoCb.Opcode))),
+        ("offsetof(struct iocb, aio_reqprio)", Offset<IoCb>(nameof(IoCb.RequestPriority))),
+        ("offsetof(struct iocb, aio_fildes)", Offset<IoCb>(nameof(IoCb.FileDescriptor))),
+        ("offsetof(struct iocb, aio_buf)", Offset<IoCb>(nameof(IoCb.Buffer))),
+        ("offsetof(struct iocb, aio_nbytes)", Offset<IoCb>(nameof(IoCb.Bytes))),
+        ("offsetof(struct iocb, aio_offset)", Offset<IoCb>(nameof(IoCb.Offset))),
+        ("offsetof(struct iocb, aio_reserved2)", Offset<IoCb>(nameof(IoCb.Reserved2))),
+        ("offsetof(struct iocb, aio_flags)", Offset<IoCb>(nameof(IoCb.Flags))),
+        ("offsetof(struct iocb, aio_resfd)", Offset<IoCb>(nameof(IoCb.ResultFd))),
+        ("sizeof(((struct iocb *)0)->aio_lio_opcode)", sizeof(ushort)),
+        ("sizeof(((struct iocb *)0)->aio_fildes)", sizeof(uint)),
+        ("sizeof(struct io_event)", Unsafe.SizeOf<IoEvent>()),
+        ("offsetof(struct io_event, data)", Offset<IoEvent>(nameof(IoEvent.Data))),
+        ("offsetof(struct io_event, obj)", Offset<IoEvent>(nameof(IoEvent.Object))),
+        ("offsetof(struct io_event, res)", Offset<IoEvent>(nameof(IoEvent.Result))),
+        ("offsetof(struct io_event, res2)", Offset<IoEvent>(nameof(IoEvent.Result2))),
+        ("sizeof(aio_context_t)", sizeof(ulong)),
+        ("sizeof(struct timespec)", Unsafe.SizeOf<AioTimespec>()),
+        ("offsetof(struct timespec, tv_nsec)", Offset<AioTimespec>(nameof(AioTimespec.Nanoseconds))),
+        ("IOCB_CMD_PREADV", AioAbi.CmdPreadv), ("IOCB_CMD_PWRITEV", AioAbi.CmdPwritev), ("IOCB_FLAG_RESFD", AioAbi.FlagResfd),
+        ("__NR_io_setup", AioAbi.SysIoSetup), ("__NR_io_destroy", AioAbi.SysIoDestroy),
+        ("__NR_io_getevents", AioAbi.SysIoGetevents), ("__NR_io_submit", AioAbi.SysIoSubmit),
+        ("sizeof(struct iovec)", Unsafe.SizeOf<IoVector>()),
         // Tmds.LibC values the opener relies on.
         ("O_DIRECT", Tmds.Linux.LibC.O_DIRECT), ("O_CLOEXEC", Tmds.Linux.LibC.O_CLOEXEC), ("O_NOCTTY", Tmds.Linux.LibC.O_NOCTTY),
         ("O_NONBLOCK", Tmds.Linux.LibC.O_NONBLOCK), ("F_SETFL", Tmds.Linux.LibC.F_SETFL), ("AT_EMPTY_PATH", Tmds.Linux.LibC.AT_EMPTY_PATH),
@@ -77,7 +105,7 @@ public sealed class NativeLayoutTests
         {
             var c = new StringBuilder();
             c.AppendLine("#define _GNU_SOURCE");
-            foreach (string h in new[] { "stddef.h", "stdio.h", "errno.h", "fcntl.h", "sys/stat.h", "linux/fs.h", "linux/falloc.h" })
+            foreach (string h in new[] { "stddef.h", "stdio.h", "errno.h", "fcntl.h", "sys/stat.h", "linux/fs.h", "linux/falloc.h", "linux/aio_abi.h", "sys/syscall.h", "sys/uio.h", "time.h" })
                 c.AppendLine($"#include <{h}>");
             c.AppendLine("int main(void)\n{");
             foreach ((string expression, _) in Facts)
