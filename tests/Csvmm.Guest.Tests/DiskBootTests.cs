@@ -25,6 +25,15 @@ public sealed partial class DiskBootTests(ITestOutputHelper output) : IDisposabl
         " vda: vda1");
 
     [Fact]
+    public void VirtioBlkRootMountsOverIntxWhenTheGuestRefusesMsi()
+    {
+        // pci=nomsi: the driver falls back to INTA# (the slot's _PRT GSI, level-triggered, ISR read-to-clear).
+        var run = BootFromDisk("virtio", "vda", ["virtio_blk virtio0: [vda] 65536 512-byte logical blocks", " vda: vda1"],
+            extraAppend: " pci=nomsi", extraArgs: ["--log-level", "debug"]);
+        Assert.Matches(@"virtio-blk 2: [1-9]\d* requests, .*MSI-X off \(0 delivered\)", run.Stderr);
+    }
+
+    [Fact]
     public void IdeRootMountsReadWrite() => BootFromDisk("ide", "sda",
         "scsi host0: ata_piix",
         "ata1: PATA max MWDMA2 cmd 0x1f0 ctl 0x3f6 bmdma 0x",
@@ -32,17 +41,19 @@ public sealed partial class DiskBootTests(ITestOutputHelper output) : IDisposabl
         "[sda] 65536 512-byte logical blocks",
         " sda: sda1");
 
-    private void BootFromDisk(string bus, string device, params string[] discovery)
+    private void BootFromDisk(string bus, string device, params string[] discovery) => BootFromDisk(bus, device, discovery, "", []);
+
+    private CsvmmRun BootFromDisk(string bus, string device, string[] discovery, string extraAppend, string[] extraArgs)
     {
         string disk = Path.Combine(_dir, "disk.img");
         File.Copy(GuestKit.Disk, disk);
         int before = MountCount(disk);
 
         var run = CsvmmRun.Start(Timeout,
-            "--kernel", Path.Combine(GuestKit.KernelDir, "bzImage"),
-            "--append", $"{GuestKit.Cmdline} root=/dev/{device}1 rw rootwait",
+            ["--kernel", Path.Combine(GuestKit.KernelDir, "bzImage"),
+            "--append", $"{GuestKit.Cmdline} root=/dev/{device}1 rw rootwait{extraAppend}",
             "--disk", $"{disk},if={bus}", "--memory", "96M", "--no-reboot",
-            "--timeout", Timeout.TotalSeconds.ToString());
+            "--timeout", Timeout.TotalSeconds.ToString(), .. extraArgs]);
         output.WriteLine($"{bus}: exit {run.ExitCode} after {run.Elapsed.TotalSeconds:0.0} s; stderr: {run.Stderr.Trim()}");
         run.AssertMarkersInOrder([.. discovery, $"EXT4-fs ({device}1): mounted filesystem", "VFS: Mounted root (ext4 filesystem)"]);
         Assert.Equal(0, run.ExitCode);
@@ -53,6 +64,7 @@ public sealed partial class DiskBootTests(ITestOutputHelper output) : IDisposabl
         var (code, text) = Fsck(disk);
         output.WriteLine(text);
         Assert.True(code == 0, $"e2fsck -fn found problems (exit {code}):\n{text}");
+        return run;
     }
 
     /// <summary>The partition as its own file (e2fsprogs tools take a device or file, not an offset).</summary>
