@@ -73,6 +73,20 @@ public interface IDiskRequestQueue : IDisposable
     int Reap(Span<DiskCompletion> completions, int minimum);
 
     /// <summary>
+    /// True when finished requests are waiting to be collected, told without a system call (a busy-waiting I/O thread
+    /// checks it). False also when the queue cannot tell that way: then only <see cref="CompletionEvent"/> says so.
+    /// </summary>
+    bool CompletionsReady => false;
+
+    /// <summary>
+    /// Like <see cref="Reap"/> with no minimum but without system calls: moves the completions
+    /// <see cref="CompletionsReady"/> sees into <paramref name="completions"/> and returns how many (0 when the queue
+    /// cannot collect them that way). Leaves <see cref="CompletionEvent"/> as it is: the caller resets it before it
+    /// sleeps on it, then looks again.
+    /// </summary>
+    int Poll(Span<DiskCompletion> completions) => 0;
+
+    /// <summary>
     /// Forgets queued requests, waits for every submitted one to finish and drops all completions: afterwards nothing
     /// is in flight and no buffer will be touched again (a device reset).
     /// </summary>

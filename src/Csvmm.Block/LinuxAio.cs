@@ -47,6 +47,32 @@ internal struct IoEvent
     [FieldOffset(24)] public long Result2;
 }
 
+/// <summary>
+/// The header of the kernel's completion ring (fs/aio.c, struct aio_ring): io_setup maps it into the process and
+/// returns its address as the context id; io_events follow the header. The kernel writes the events and
+/// <see cref="Tail"/>; whoever reaps them advances <see cref="Head"/> (io_getevents, or user space directly).
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct AioRing
+{
+    /// <summary>AIO_RING_MAGIC: the ring is laid out as below.</summary>
+    public const uint Magic = 0xa10a10a1;
+
+    /// <summary>sizeof(struct aio_ring): the first io_event starts here.</summary>
+    public const uint HeaderLength = 32;
+
+    [FieldOffset(0)] public uint Id;
+    /// <summary>Ring size in io_events; <see cref="Head"/> and <see cref="Tail"/> are below it.</summary>
+    [FieldOffset(4)] public uint Count;
+    [FieldOffset(8)] public uint Head;
+    [FieldOffset(12)] public uint Tail;
+    [FieldOffset(16)] public uint RingMagic;
+    [FieldOffset(20)] public uint CompatFeatures;
+    /// <summary>0: no feature that changes the layout (user-space reaping is only sound then).</summary>
+    [FieldOffset(24)] public uint IncompatFeatures;
+    [FieldOffset(28)] public uint RingHeaderLength;
+}
+
 /// <summary>struct timespec (x86-64): 16 bytes.</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct AioTimespec

@@ -13,6 +13,11 @@ namespace Csvmm.Block;
 /// memory allocated up front; a free list hands them out, so the request path allocates nothing. The queue holds a
 /// reference on the disk's file descriptor until disposed, so the fd outlives every request.</para>
 /// <para>One thread at a time (the device's I/O thread, or the thread that reset it after stopping that thread).</para>
+/// <para>The context id io_setup returns is the address of the kernel's completion ring (fs/aio.c, struct
+/// <see cref="AioRing"/>) mapped into the process. When its header checks out (magic, no incompatible features, the
+/// header length this code knows), <see cref="CompletionsReady"/> and <see cref="Poll"/> read it directly, without a
+/// system call, as libaio's and fio's user-space reaping do: read tail, then the events before it, then publish the
+/// new head. io_getevents reads the same head, so both ways of reaping mix.</para>
 /// </remarks>
 internal sealed unsafe class LinuxAioQueue : IDiskRequestQueue
 {
@@ -32,6 +37,11 @@ internal sealed unsafe class LinuxAioQueue : IDiskRequestQueue
     private readonly IoVector* _iov;
     private readonly IoCb** _batch;
     private readonly IoEvent* _events;
+
+    // The kernel's completion ring, or null when its header is not the one this code knows.
+    private readonly AioRing* _ring;
+    private readonly IoEvent* _ringEvents;
+    private readonly uint _ringCount;
 
     private readonly ulong[] _tokens;
     private readonly long[] _expected;
@@ -67,7 +77,25 @@ internal sealed unsafe class LinuxAioQueue : IDiskRequestQueue
         _ready = new DiskCompletion[depth];
         for (int i = 0; i < depth; i++) _free[i] = depth - 1 - i;
         _freeCount = depth;
+        _ring = TryMapRing(_ctx, out _ringCount);
+        if (_ring is not null) _ringEvents = (IoEvent*)((byte*)_ring + AioRing.HeaderLength);
     }
+
+    /// <summary>The ring at <paramref name="context"/> when its header is the layout this code reads, else null.</summary>
+    private static AioRing* TryMapRing(ulong context, out uint count)
+    {
+        count = 0;
+        if (context == 0 || context % 4096 != 0) return null; // the kernel maps the ring at a page boundary
+        var ring = (AioRing*)context;
+        if (ring->RingMagic != AioRing.Magic || ring->IncompatFeatures != 0 || ring->RingHeaderLength != AioRing.HeaderLength
+            || ring->Count == 0 || ring->Head >= ring->Count || ring->Tail >= ring->Count)
+            return null;
+        count = ring->Count;
+        return ring;
+    }
+
+    /// <summary>True when completions are read straight from the kernel's ring (<see cref="Poll"/> finds them).</summary>
+    internal bool ReadsRing => _ring is not null;
 
     /// <summary>
     /// A queue over <paramref name="disk"/>'s fd, or null with the errno of the call that failed (io_setup: EAGAIN
@@ -189,6 +217,43 @@ internal sealed unsafe class LinuxAioQueue : IDiskRequestQueue
         _pendingCount = 0;
     }
 
+    public bool CompletionsReady
+    {
+        get
+        {
+            if (_readyCount > 0) return true;
+            if (_disposed || _ring is null || _submitted == 0) return false; // io_destroy unmaps the ring
+            return Volatile.Read(ref _ring->Tail) != Volatile.Read(ref _ring->Head);
+        }
+    }
+
+    public int Poll(Span<DiskCompletion> completions)
+    {
+        if (_disposed) return 0;
+        int got = 0;
+        while (got < completions.Length && _readyCount > 0)
+            completions[got++] = _ready[--_readyCount];
+        if (_ring is null || _submitted == 0 || got == completions.Length) return got;
+        uint head = Volatile.Read(ref _ring->Head);
+        uint tail = Volatile.Read(ref _ring->Tail); // acquire: the events before tail are visible after it
+        if (head >= _ringCount || tail >= _ringCount) return got; // not a ring the kernel keeps: leave it to io_getevents
+        int taken = 0;
+        while (head != tail && got < completions.Length && taken < _submitted)
+        {
+            IoEvent e = _ringEvents[head];
+            head = head + 1 == _ringCount ? 0 : head + 1;
+            taken++;
+            int slot = (int)e.Data;
+            if ((uint)slot >= (uint)_depth) continue; // not one of ours (cannot happen: Data is the slot we set)
+            completions[got++] = new DiskCompletion(_tokens[slot], Record(slot, Finish(slot, e.Result)));
+            Release(slot);
+        }
+        // release: the events are copied before the kernel may reuse their entries
+        Volatile.Write(ref _ring->Head, head);
+        _submitted -= taken;
+        return got;
+    }
+
     public int Reap(Span<DiskCompletion> completions, int minimum)
     {
         if (_disposed) return 0;
@@ -199,6 +264,7 @@ internal sealed unsafe class LinuxAioQueue : IDiskRequestQueue
         int room = Math.Min(completions.Length - got, _depth);
         if (room <= 0 || _submitted == 0) return got;
         int wait = Math.Clamp(minimum - got, 0, Math.Min(room, _submitted));
+        if (wait == 0 && _ring is not null) return got + Poll(completions[got..]); // no need to ask the kernel
         AioTimespec zero = default;
         long n;
         int errno;

@@ -25,6 +25,12 @@ internal static unsafe partial class VirtioNative
         return r;
     }
 
+    /// <summary>read(2) of a non-blocking eventfd: resets its counter (nothing pending is fine).</summary>
+    public static nint Read(int fd, void* buffer, nuint count) => read(fd, buffer, count);
+
+    [LibraryImport("libc.so.6", EntryPoint = "read")]
+    private static partial nint read(int fd, void* buffer, nuint count);
+
     [LibraryImport("libc.so.6", EntryPoint = "poll", SetLastError = true)]
     private static partial int poll(PollFd* fds, nuint nfds, int timeout);
 }

@@ -79,13 +79,20 @@ public sealed record VirtioBlkOptions
     /// when the backend offers it (<see cref="IAsyncDiskBackend"/>). False: everything synchronous.
     /// </summary>
     public bool AsyncIo { get; init; } = true;
+
+    /// <summary>
+    /// Adaptive polling: the longest the I/O thread busy-waits for the next request or completion before it sleeps
+    /// in poll(2) (QEMU's poll-max-ns); the window adapts below it, so an idle device costs no CPU. Zero disables.
+    /// At most <see cref="VirtioIoThread.MaxPollMax"/>.
+    /// </summary>
+    public TimeSpan PollMax { get; init; } = TimeSpan.FromMicroseconds(50);
 }
 
 /// <summary>virtio-blk request counters (written by the I/O thread only; read from anywhere).</summary>
 public sealed class VirtioBlkCounters
 {
     internal long RequestsField, ReadBytesField, WrittenBytesField, FlushesField, DiscardsField, WriteZeroesField,
-        GetIdsField, IoErrorsField, UnsupportedField, MalformedField, NotificationsField, AsyncRequestsField, FlushWaitsField;
+        GetIdsField, IoErrorsField, UnsupportedField, MalformedField, NotificationsField, AsyncRequestsField, FlushWaitsField, PolledCompletionsField;
 
     /// <summary>Chains taken from the queue.</summary>
     public long Requests => Volatile.Read(ref RequestsField);
@@ -113,11 +120,13 @@ public sealed class VirtioBlkCounters
     public long AsyncRequests => Volatile.Read(ref AsyncRequestsField);
     /// <summary>Flushes that first waited for asynchronous writes still in flight.</summary>
     public long FlushWaits => Volatile.Read(ref FlushWaitsField);
+    /// <summary>Asynchronous requests completed by the busy-waiting I/O thread (found in the kernel's ring, no system call).</summary>
+    public long PolledCompletions => Volatile.Read(ref PolledCompletionsField);
 
     public override string ToString() =>
         $"requests={Requests} read={ReadBytes} B written={WrittenBytes} B flushes={Flushes} discards={Discards} " +
         $"write-zeroes={WriteZeroes} get-id={GetIds} ioerr={IoErrors} unsupp={Unsupported} malformed={Malformed} irqs={Notifications} " +
-        $"async={AsyncRequests} flush-waits={FlushWaits}";
+        $"async={AsyncRequests} flush-waits={FlushWaits} polled-completions={PolledCompletions}";
 }
 
 /// <summary>
@@ -139,7 +148,7 @@ public sealed class VirtioBlkCounters
 /// (and any request the queue does not take) is served synchronously, as without AIO.</para>
 /// <para>The device does not own the disk: the caller disposes it after the device.</para>
 /// </remarks>
-public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
+public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor, IQueuePoller
 {
     /// <summary>Descriptors per request the device handles (IOV_MAX data buffers plus header and status); more is IOERR.</summary>
     public const int MaxRequestDescriptors = 1024 + 2;
@@ -187,6 +196,8 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
             throw new ArgumentOutOfRangeException(nameof(options), options.QueueSize, "queue size must be a power of two up to 32768");
         if (options.SegMax == 0 || options.SizeMax < 4096 || options.MaxDiscardSegments is 0 or > 256 || options.MaxDiscardSectors == 0)
             throw new ArgumentOutOfRangeException(nameof(options), "seg_max, size_max (>= 4096), discard limits must be positive (at most 256 ranges)");
+        if (options.PollMax < TimeSpan.Zero || options.PollMax > VirtioIoThread.MaxPollMax)
+            throw new ArgumentOutOfRangeException(nameof(options), options.PollMax, "the poll window must be between 0 and 1 ms");
         _disk = disk;
         _options = options;
         _ranges = new (ulong, ulong, bool)[options.MaxDiscardSegments];
@@ -243,6 +254,9 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
     /// <summary>True while the I/O thread runs.</summary>
     public bool IsRunning { get { lock (_lifecycle) return _thread?.IsRunning == true; } }
 
+    /// <summary>The running I/O thread (diagnostics: wake-ups, work found by polling), or null.</summary>
+    public VirtioIoThread? IoThread { get { lock (_lifecycle) return _thread; } }
+
     /// <summary>True when reads and writes that qualify go through the disk's asynchronous queue.</summary>
     public bool AsyncIo { get { lock (_lifecycle) return _aio is not null; } }
 
@@ -279,7 +293,7 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
             var events = new EventFdHandle[_queues.Length];
             for (int i = 0; i < events.Length; i++) events[i] = _queues[i].Notify;
             var interrupt = activation.Interrupt;
-            _thread = new VirtioIoThread("virtio-blk", events, this, _aio?.CompletionEvent)
+            _thread = new VirtioIoThread("virtio-blk", events, this, _aio?.CompletionEvent, _options.PollMax)
             {
                 Faulted = e =>
                 {
@@ -383,6 +397,48 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor
             _needsResetSent = true;
             _interrupt?.SetNeedsReset();
         }
+    }
+
+    /// <summary>
+    /// The I/O thread busy-waits: serves finished asynchronous requests the disk's queue sees without a system call,
+    /// then any queue with new buffers. True when it found anything.
+    /// </summary>
+    public bool Poll()
+    {
+        var queues = _queues;
+        bool any = false;
+        if (queues.Length > 0 && _aio is { CompletionsReady: true } && PollCompletions(queues[0].Queue))
+        {
+            Notify(queues[0]);
+            any = true;
+        }
+        for (int i = 0; i < queues.Length; i++)
+        {
+            if (!queues[i].Queue.HasAvailable) continue;
+            ProcessQueue(i);
+            any = true;
+        }
+        return any;
+    }
+
+    /// <summary>Asynchronous requests are in flight: the I/O thread's next event is likely their completion.</summary>
+    public bool AwaitingCompletions => _aio is { InFlight: > 0 };
+
+    private bool PollCompletions(SplitQueue queue)
+    {
+        var aio = _aio;
+        var memory = _memory;
+        if (aio is null || memory is null) return false;
+        bool any = false;
+        int n;
+        do
+        {
+            n = aio.Poll(_completions);
+            for (int i = 0; i < n; i++) CompleteAsync(queue, memory, _completions[i]);
+            Counters.PolledCompletionsField += n;
+            any |= n > 0;
+        } while (n == _completions.Length);
+        return any;
     }
 
     /// <summary>The queue's completion eventfd fired: completes every finished request, then notifies once.</summary>
