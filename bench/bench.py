@@ -459,7 +459,12 @@ def append_micro(results_md: Path, report_dir: Path) -> str:
     if not reports:
         raise SystemExit(f"bench.py: no BenchmarkDotNet reports (*-report-github.md) in {report_dir}")
     text = results_md.read_text() if results_md.exists() else "# csvmm benchmarks\n"
-    text = text.split("\n" + MICRO_HEADING)[0].rstrip() + "\n"
+    before, _, rest = text.partition("\n" + MICRO_HEADING)
+    after = ""   # sections written by other benchmarks (kernel boot, disk) after the micro section are kept
+    if rest:
+        cut = rest.find("\n## ")
+        after = rest[cut:] if cut >= 0 else ""
+    text = before.rstrip() + "\n"
     section = ["", MICRO_HEADING, "",
                f"Run {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `bench/run.sh --micro` "
                "(ShortRun job: 1 launch, 3 warm-ups, 3 iterations: the times are indicative; the Allocated column, from "
@@ -468,7 +473,7 @@ def append_micro(results_md: Path, report_dir: Path) -> str:
         section += [f"### {report.name.removesuffix('-report-github.md').rsplit('.', 1)[-1]}", ""]
         section += [line.rstrip() for line in report.read_text().splitlines()]
         section.append("")
-    text += "\n".join(section)
+    text += "\n".join(section) + (("\n" + after.lstrip("\n")) if after else "")
     results_md.write_text(text)
     return "\n".join(section)
 
