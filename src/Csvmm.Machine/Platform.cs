@@ -212,6 +212,8 @@ public sealed class Platform : IDisposable
     /// <summary>One debug line per block device with its counters (after the VM stopped).</summary>
     internal void LogDeviceSummary(Serilog.ILogger log)
     {
+        foreach (var d in _vm.Config.AttachedDisks)
+            log.Debug("disk {Name} ({Interface}): {Counters}", d.Name, d.Interface, d.Backend.Counters);
         foreach (var f in _virtio)
         {
             if (f.Device is not VirtioBlk blk) continue;

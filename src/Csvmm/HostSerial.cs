@@ -5,8 +5,9 @@ namespace Csvmm.Cli;
 
 /// <summary>
 /// The host end of COM1's output: bytes from the guest are buffered and written to a file descriptor
-/// (stdout or a file) at each newline, when the buffer fills, or by a 20 ms flusher for partial lines
-/// (prompts). Called on vCPU threads under the UART's lock; the write(2) happens outside any guest path lock.
+/// (stdout or a file) at each newline, when the buffer fills, or by a one-shot 20 ms flusher for partial lines
+/// (prompts), armed only while such a line waits — an idle or line-oriented guest wakes no timer thread.
+/// Called on vCPU threads under the UART's lock; the write(2) happens outside any guest path lock.
 /// </summary>
 public sealed unsafe class HostSerialOutput : ISerialOutput, Csvmm.Machine.IFlushable, IDisposable
 {
@@ -16,11 +17,13 @@ public sealed unsafe class HostSerialOutput : ISerialOutput, Csvmm.Machine.IFlus
     private readonly object _lock = new();
     private readonly Timer _flusher;
     private bool _broken;
+    private bool _flusherArmed;
+    private const int FlushDelayMs = 20;
 
     private HostSerialOutput(SafeFileHandle fd)
     {
         _fd = fd;
-        _flusher = new Timer(_ => Flush(), null, 20, 20);
+        _flusher = new Timer(_ => Flush(), null, Timeout.Infinite, Timeout.Infinite);
     }
 
     /// <summary>Writes to fd 1 with write(2), sharing its file offset with stderr (no positional writes).</summary>
@@ -39,12 +42,21 @@ public sealed unsafe class HostSerialOutput : ISerialOutput, Csvmm.Machine.IFlus
             _buffer[_count++] = value;
             BytesWritten++;
             if (value == (byte)'\n' || _count == _buffer.Length) FlushLocked();
+            else if (!_flusherArmed)
+            {
+                _flusherArmed = true;
+                _flusher.Change(FlushDelayMs, Timeout.Infinite);
+            }
         }
     }
 
     public void Flush()
     {
-        lock (_lock) FlushLocked();
+        lock (_lock)
+        {
+            _flusherArmed = false;
+            FlushLocked();
+        }
     }
 
     private void FlushLocked()

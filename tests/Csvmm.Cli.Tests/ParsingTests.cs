@@ -185,3 +185,39 @@ public class StdinPumpTests
         Assert.Equal("0123456789"u8.ToArray(), sink.Delivered);
     }
 }
+
+/// <summary>COM1's host output: whole lines at once, partial lines (prompts) after a short delay, nothing lost.</summary>
+public sealed class HostSerialOutputTests : IDisposable
+{
+    private readonly string _path = Path.Combine(Path.GetTempPath(), $"csvmm-serial-{Guid.NewGuid():N}.txt");
+
+    public void Dispose() => File.Delete(_path);
+
+    private string Contents()
+    {
+        using var s = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        return new StreamReader(s).ReadToEnd();
+    }
+
+    private static void Write(HostSerialOutput output, string text)
+    {
+        foreach (char c in text) output.Write((byte)c);
+    }
+
+    [Fact]
+    public void LinesAreWrittenAtTheNewlineAndPromptsByTheOneShotFlusher()
+    {
+        using var output = HostSerialOutput.ToFile(_path);
+        Write(output, "line one\n");
+        Assert.Equal("line one\n", Contents());             // at the newline, synchronously
+        Write(output, "login: ");
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (Contents() != "line one\nlogin: " && DateTime.UtcNow < deadline) Thread.Sleep(5);
+        Assert.Equal("line one\nlogin: ", Contents());      // the partial line came out without a newline
+        Write(output, "x");                                 // the flusher re-arms for the next partial line
+        deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (!Contents().EndsWith('x') && DateTime.UtcNow < deadline) Thread.Sleep(5);
+        Assert.Equal("line one\nlogin: x", Contents());
+        Assert.Equal(17, output.BytesWritten);
+    }
+}
