@@ -4,66 +4,13 @@ using Csvmm.Memory;
 
 namespace Csvmm.Ide.Tests;
 
-public sealed class BusMasterDmaTests : IDisposable
+public sealed class BusMasterDmaTests : DmaRig
 {
-    private const byte Ready = AtaStatus.Drdy | AtaStatus.Dsc;
-    private const ulong PrdTable = 0x1000;
-
-    private readonly GuestMemory _memory = new();
-    private readonly FakeDisk _disk = new(256);
-    private readonly RecordingIrq _irq = new();
-    private readonly IdeChannel _channel;
-
-    public BusMasterDmaTests()
-    {
-        _memory.AddRegion(new GuestAddress(0), 0x40000, "ram");
-        _memory.AddRegion(new GuestAddress(0xF0000), 0x10000, "rom", readOnly: true);
-        _channel = new IdeChannel(_irq, new IdeDrive(_disk), null, _memory);
-    }
-
-    public void Dispose() => _memory.Dispose();
-
-    private void Out(int port, byte v) => _channel.CommandBlock.Write((ulong)port, [v]);
-
-    private byte In(int port)
-    {
-        Span<byte> b = stackalloc byte[1];
-        _channel.CommandBlock.Read((ulong)port, b);
-        return b[0];
-    }
-
-    private byte BmStatus()
-    {
-        Span<byte> b = stackalloc byte[1];
-        _channel.BusMaster!.Read(2, b);
-        return b[0];
-    }
-
-    private void SetPrd(params (uint Address, int Length, bool Last)[] entries)
-    {
-        for (int i = 0; i < entries.Length; i++)
-        {
-            Span<byte> e = _memory.GetSpan(new GuestAddress(PrdTable + (ulong)(8 * i)), 8);
-            BinaryPrimitives.WriteUInt32LittleEndian(e, entries[i].Address);
-            BinaryPrimitives.WriteUInt16LittleEndian(e[4..], (ushort)entries[i].Length);
-            BinaryPrimitives.WriteUInt16LittleEndian(e[6..], (ushort)(entries[i].Last ? 0x8000 : 0));
-        }
-        Span<byte> addr = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32LittleEndian(addr, (uint)PrdTable);
-        _channel.BusMaster!.Write(4, addr);
-    }
-
     private void Dma(byte command, uint lba, byte count, bool toMemory)
     {
-        _channel.BusMaster!.Write(0, [toMemory ? BusMasterBits.ToMemory : (byte)0]);
-        Out(6, (byte)(0xE0 | (lba >> 24)));
-        Out(2, count);
-        Out(3, (byte)lba);
-        Out(4, (byte)(lba >> 8));
-        Out(5, (byte)(lba >> 16));
-        Out(7, command);
+        Issue(command, lba, count, toMemory);
         Assert.False(_irq.Level); // nothing happens until the bus master starts
-        _channel.BusMaster!.Write(0, [(byte)((toMemory ? BusMasterBits.ToMemory : 0) | BusMasterBits.Start)]);
+        Start(toMemory);
     }
 
     [Fact]

@@ -11,79 +11,16 @@ namespace Csvmm.Ide.Tests;
 /// through its table entry by entry: entries before a bad one (or before a table that ends too early) are transferred,
 /// then the bus master reports Error and the command ends with ABRT.
 /// </summary>
-public sealed class VectoredDmaTests : IDisposable
+public sealed class VectoredDmaTests : DmaRig
 {
-    private const byte Ready = AtaStatus.Drdy | AtaStatus.Dsc;
-    private const uint PrdTable = 0x1000;
     private const uint Outside = 0x7FFFF000; // no region there
     private const uint Rom = 0xF8000;
-
-    private readonly GuestMemory _memory = new();
-    private readonly FakeDisk _disk = new(256);
-    private readonly RecordingIrq _irq = new();
-    private readonly IdeChannel _channel;
-
-    public VectoredDmaTests()
-    {
-        _memory.AddRegion(new GuestAddress(0), 0x40000, "ram");
-        _memory.AddRegion(new GuestAddress(0xF0000), 0x10000, "rom", readOnly: true);
-        _channel = new IdeChannel(_irq, new IdeDrive(_disk), null, _memory);
-    }
-
-    public void Dispose() => _memory.Dispose();
-
-    // ---- helpers ------------------------------------------------------------------------------------------
-
-    private void Out(int port, byte v) => _channel.CommandBlock.Write((ulong)port, [v]);
-
-    private byte In(int port)
-    {
-        Span<byte> b = stackalloc byte[1];
-        _channel.CommandBlock.Read((ulong)port, b);
-        return b[0];
-    }
-
-    private byte BmStatus()
-    {
-        Span<byte> b = stackalloc byte[1];
-        _channel.BusMaster!.Read(2, b);
-        return b[0];
-    }
-
-    /// <summary>Writes PRD entries at <paramref name="table"/> and points the bus master at it.</summary>
-    private void SetPrdAt(uint table, params (uint Address, int Length, bool Last)[] entries)
-    {
-        for (int i = 0; i < entries.Length; i++)
-        {
-            Span<byte> e = _memory.GetSpan(new GuestAddress(table + (ulong)(8 * i)), 8);
-            BinaryPrimitives.WriteUInt32LittleEndian(e, entries[i].Address);
-            BinaryPrimitives.WriteUInt16LittleEndian(e[4..], (ushort)entries[i].Length);
-            BinaryPrimitives.WriteUInt16LittleEndian(e[6..], (ushort)(entries[i].Last ? 0x8000 : 0));
-        }
-        PointAt(table);
-    }
-
-    private void SetPrd(params (uint Address, int Length, bool Last)[] entries) => SetPrdAt(PrdTable, entries);
-
-    private void PointAt(uint table)
-    {
-        Span<byte> addr = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32LittleEndian(addr, table);
-        _channel.BusMaster!.Write(4, addr);
-    }
 
     /// <summary>Issues an LBA28 DMA command for <paramref name="count"/> sectors (0 = 256) and starts the bus master.</summary>
     private void Dma(byte command, uint lba, byte count, bool toMemory)
     {
-        byte direction = toMemory ? BusMasterBits.ToMemory : (byte)0;
-        _channel.BusMaster!.Write(0, [direction]);
-        Out(6, (byte)(0xE0 | (lba >> 24)));
-        Out(2, count);
-        Out(3, (byte)lba);
-        Out(4, (byte)(lba >> 8));
-        Out(5, (byte)(lba >> 16));
-        Out(7, command);
-        _channel.BusMaster!.Write(0, [(byte)(direction | BusMasterBits.Start)]);
+        Issue(command, lba, count, toMemory);
+        Start(toMemory);
     }
 
     private void Read(uint lba, byte count) => Dma(AtaCommand.ReadDma, lba, count, toMemory: true);
