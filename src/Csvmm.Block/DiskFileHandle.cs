@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using Csvmm.Sys;
 using Tmds.Linux;
 
 namespace Csvmm.Block;
@@ -7,14 +7,8 @@ namespace Csvmm.Block;
 /// Owns one disk image or block-device file descriptor, closed exactly once. Closing it also drops the image's
 /// OFD lock (the lock belongs to the open file description). Raw fds never leave the block layer's interop code.
 /// </summary>
-internal sealed class DiskFileHandle : SafeHandle
+internal sealed class DiskFileHandle : FdHandle
 {
-    public DiskFileHandle() : base(new IntPtr(-1), ownsHandle: true) { }
-
-    public override bool IsInvalid => handle.ToInt64() < 0;
-
-    protected override bool ReleaseHandle() => LibC.close((int)handle.ToInt64()) == 0;
-
     /// <summary>open(2). Returns 0 and a live handle, or the errno (and an invalid handle).</summary>
     public static unsafe int Open(string path, int flags, out DiskFileHandle handle)
     {
@@ -25,7 +19,7 @@ internal sealed class DiskFileHandle : SafeHandle
         fixed (byte* p = native)
             fd = LibC.open(p, flags);
         if (fd < 0) return LibC.errno;
-        handle.SetHandle(new IntPtr(fd));
+        handle.Adopt(fd);
         return 0;
     }
 
@@ -43,12 +37,12 @@ internal sealed class DiskFileHandle : SafeHandle
         catch (ObjectDisposedException)
         {
         }
-        fd = added ? (int)handle.ToInt64() : -1;
+        fd = added ? RawFd : -1;
         return added;
     }
 
     public void Release() => DangerousRelease();
 
     /// <summary>The fd for open-time calls the caller brackets itself (the handle is not shared yet).</summary>
-    public int OpenTimeFd => (int)handle.ToInt64();
+    public int OpenTimeFd => RawFd;
 }

@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 
+using Csvmm.Sys;
+
 namespace Csvmm.Block;
 
 /// <summary>Why a disk request failed. Devices map each kind to their own guest-visible error.</summary>
@@ -50,7 +52,7 @@ public readonly struct DiskIoResult : IEquatable<DiskIoResult>
     public static DiskIoResult Closed => new(DiskIoStatus.Closed, 0);
 
     /// <summary>A failed host call. A non-positive <paramref name="errno"/> (a libc oddity) is reported as EIO.</summary>
-    public static DiskIoResult Host(int errno) => new(DiskIoStatus.HostError, errno > 0 ? errno : Csvmm.Block.Errno.Eio);
+    public static DiskIoResult Host(int errno) => new(DiskIoStatus.HostError, errno > 0 ? errno : Csvmm.Sys.Errno.Eio);
 
     public bool Equals(DiskIoResult other) => Status == other.Status && Errno == other.Errno;
     public override bool Equals(object? obj) => obj is DiskIoResult r && Equals(r);

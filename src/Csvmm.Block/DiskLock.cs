@@ -1,3 +1,5 @@
+using Csvmm.Sys;
+
 namespace Csvmm.Block;
 
 /// <summary>The image lock a disk holds.</summary>

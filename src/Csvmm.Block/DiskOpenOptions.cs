@@ -13,7 +13,7 @@ public enum DiskCacheMode
 /// <param name="Path">The image or block device; symlinks are followed.</param>
 /// <param name="ReadOnly">Open O_RDONLY and take a shared lock instead of an exclusive one.</param>
 /// <param name="Cache">Buffered or O_DIRECT.</param>
-public sealed record DiskOpenOptions(string Path, bool ReadOnly = false, DiskCacheMode Cache = DiskCacheMode.Writeback)
+internal sealed record DiskOpenOptions(string Path, bool ReadOnly = false, DiskCacheMode Cache = DiskCacheMode.Writeback)
 {
     /// <summary>
     /// Receives one-line warnings about things that were degraded but not refused (O_DIRECT unsupported by the

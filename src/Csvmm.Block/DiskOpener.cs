@@ -1,5 +1,7 @@
 using Tmds.Linux;
 
+using Csvmm.Sys;
+
 namespace Csvmm.Block;
 
 /// <summary>
@@ -38,11 +40,22 @@ internal sealed class NativeDiskHost : IDiskHost
 /// </remarks>
 public static class DiskOpener
 {
-    /// <summary>Opens and validates a raw image or block device; throws <see cref="DiskException"/> when it cannot be used.</summary>
-    public static RawDisk Open(DiskOpenOptions options) => Open(options, NativeDiskHost.Instance);
+    /// <summary>
+    /// Opens a disk the entrypoint gate admitted, through its checked descriptor (so the file opened is the file
+    /// checked), and validates it; throws <see cref="DiskException"/> when it cannot be used. The only public way to
+    /// open a disk: the machine gets no disk the gate did not decide on.
+    /// </summary>
+    public static RawDisk Open(AdmittedDisk disk, bool readOnly, DiskCacheMode cache, Action<string>? warn = null)
+    {
+        ArgumentNullException.ThrowIfNull(disk);
+        return Open(new DiskOpenOptions(disk.ReopenPath, readOnly, cache) { Warn = warn, DisplayName = disk.GivenPath }, NativeDiskHost.Instance);
+    }
+
+    /// <summary>Opens a path with no gate decision: the block layer's own tests only (and the gate's, through <see cref="AdmittedDisk"/>).</summary>
+    internal static RawDisk Open(DiskOpenOptions options) => Open(options, NativeDiskHost.Instance);
 
     /// <summary>Shorthand for <see cref="Open(DiskOpenOptions)"/>.</summary>
-    public static RawDisk Open(string path, bool readOnly = false, DiskCacheMode cache = DiskCacheMode.Writeback, Action<string>? warn = null) =>
+    internal static RawDisk Open(string path, bool readOnly = false, DiskCacheMode cache = DiskCacheMode.Writeback, Action<string>? warn = null) =>
         Open(new DiskOpenOptions(path, readOnly, cache) { Warn = warn });
 
     internal static RawDisk Open(DiskOpenOptions options, IDiskHost host)

@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 
+using Csvmm.Sys;
+
 namespace Csvmm.Block;
 
 /// <summary>What a path turned out to be, from its st_mode.</summary>

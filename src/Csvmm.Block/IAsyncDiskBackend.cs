@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 
+using Csvmm.Sys;
+
 namespace Csvmm.Block;
 
 /// <summary>
@@ -52,7 +54,7 @@ public interface IDiskRequestQueue : IDisposable
     /// An eventfd that becomes readable when completions may be waiting; poll it, then call <see cref="Reap"/>
     /// (which resets it). Owned by the queue.
     /// </summary>
-    SafeHandle CompletionEvent { get; }
+    EventFdHandle CompletionEvent { get; }
 
     /// <summary>
     /// Queues a read into (or, <paramref name="write"/>, a write from) <paramref name="buffers"/> at consecutive disk

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Csvmm.Memory;
 
 namespace Csvmm.Block;
 
@@ -122,8 +123,11 @@ public static class DiskBackendExtensions
 
 /// <summary>
 /// One buffer of a vectored request, laid out exactly as <c>struct iovec</c> (base pointer, size_t length) so an
-/// array of them goes to preadv/pwritev as is. It points at native memory that never moves — guest RAM, a native
-/// allocation — never at the managed heap. Lengths are at most <see cref="int.MaxValue"/>.
+/// array of them goes to preadv/pwritev and io_submit as is. Outside the block layer a vector can be made only
+/// from guest memory (<see cref="TryFromGuest"/>: inside one region, and not a read-only one when the disk writes
+/// into it), never from an arbitrary span: the kernel keeps the address beyond any span's lifetime (AIO completes
+/// later), so it must point at memory that neither moves nor goes away while the VM runs. Lengths are at most
+/// <see cref="int.MaxValue"/>.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
 public readonly unsafe struct IoVector
@@ -131,8 +135,8 @@ public readonly unsafe struct IoVector
     private readonly byte* _base;
     private readonly nuint _length;
 
-    /// <summary>A buffer of <paramref name="length"/> bytes at <paramref name="address"/> (memory that does not move).</summary>
-    public IoVector(byte* address, int length)
+    /// <summary>A buffer of <paramref name="length"/> bytes at <paramref name="address"/>: the block layer's own native allocations (bounce buffers) and tests.</summary>
+    internal IoVector(byte* address, int length)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         _base = address;
@@ -140,10 +144,36 @@ public readonly unsafe struct IoVector
     }
 
     /// <summary>
-    /// A buffer over <paramref name="span"/>, which must lie in memory that does not move (guest RAM, a native
-    /// allocation): the span's address is kept beyond its lifetime.
+    /// A vector over guest memory [<paramref name="address"/>, +<paramref name="length"/>): false when those bytes are
+    /// not all inside one region (or wrap), or when <paramref name="deviceWrites"/> (a disk read fills the buffer) and
+    /// the region is read-only (ROM). The region stays mapped until the machine is torn down, after its devices.
     /// </summary>
-    public static IoVector FromPinned(Span<byte> span) =>
+    public static bool TryFromGuest(GuestMemory memory, GuestAddress address, int length, bool deviceWrites, out IoVector vector)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        vector = default;
+        if (length < 0) return false;
+        GuestRegion? region = memory.FindRegion(address, (ulong)length);
+        if (region is null || (deviceWrites && region.ReadOnly)) return false;
+        // In bounds: FindRegion checked [address, address + length) against the region, wrap-around included.
+        vector = new IoVector((byte*)region.HostAddress + (address.Value - region.Start.Value), length);
+        return true;
+    }
+
+    /// <summary>
+    /// <paramref name="first"/> and <paramref name="second"/> as one vector when the second starts where the first ends
+    /// and the sum fits in an int (both are memory the VM owns, so their union is too); false otherwise.
+    /// </summary>
+    public static bool TryJoin(IoVector first, IoVector second, out IoVector joined)
+    {
+        joined = default;
+        if (first._base + first._length != second._base || first._length + second._length > int.MaxValue) return false;
+        joined = new IoVector(first._base, (int)(first._length + second._length));
+        return true;
+    }
+
+    /// <summary>A vector over <paramref name="span"/>, which must lie in native memory that outlives the request: the block layer's bounce buffers and tests only.</summary>
+    internal static IoVector FromPinned(Span<byte> span) =>
         new((byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref MemoryMarshal.GetReference(span)), span.Length);
 
     /// <summary>Start of the buffer.</summary>

@@ -1,5 +1,7 @@
 using System.Runtime.InteropServices;
 
+using Csvmm.Sys;
+
 namespace Csvmm.Block;
 
 /// <summary>
@@ -25,7 +27,7 @@ internal sealed unsafe class LinuxAioQueue : IDiskRequestQueue
     private readonly int _fd;
     private readonly AioContextHandle _context;
     private readonly ulong _ctx;
-    private readonly CompletionEventHandle _event;
+    private readonly EventFdHandle _event;
     private readonly int _depth, _maxBuffers;
     private readonly ulong _offsetMask, _size;
     private readonly nuint _memoryMask;
@@ -51,7 +53,7 @@ internal sealed unsafe class LinuxAioQueue : IDiskRequestQueue
     private long _submittedTotal, _fallbacks, _shortCompletions;
     private bool _disposed;
 
-    private LinuxAioQueue(DiskFileHandle disk, int fd, AioContextHandle context, CompletionEventHandle completion, int depth,
+    private LinuxAioQueue(DiskFileHandle disk, int fd, AioContextHandle context, EventFdHandle completion, int depth,
         int maxBuffers, ulong offsetMask, nuint memoryMask, bool readOnly, ulong size, DiskCounters counters)
     {
         _disk = disk;
@@ -110,11 +112,11 @@ internal sealed unsafe class LinuxAioQueue : IDiskRequestQueue
             return null;
         }
         AioContextHandle? context = null;
-        CompletionEventHandle? completion = null;
+        EventFdHandle? completion = null;
         try
         {
             errno = AioContextHandle.Create((uint)depth, out context);
-            if (errno == 0) errno = CompletionEventHandle.Create(out completion);
+            if (errno == 0) errno = EventFdHandle.TryCreate(out completion);
             if (errno != 0) return null;
             var queue = new LinuxAioQueue(disk, fd, context, completion!, depth, maxBuffers, offsetMask, memoryMask, readOnly, size, counters);
             context = null;
@@ -134,7 +136,7 @@ internal sealed unsafe class LinuxAioQueue : IDiskRequestQueue
 
     public int Capacity => _depth;
     public int InFlight => _depth - _freeCount + _readyCount;
-    public SafeHandle CompletionEvent => _event;
+    public EventFdHandle CompletionEvent => _event;
 
     /// <summary>Requests the kernel took (diagnostics).</summary>
     public long Submitted => _submittedTotal;

@@ -3,6 +3,8 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Tmds.Linux;
 
+using Csvmm.Sys;
+
 namespace Csvmm.Block;
 
 /// <summary>Block-device ioctl numbers (linux/fs.h), computed from the _IO/_IOR encoding, not pasted.</summary>
@@ -17,13 +19,6 @@ internal static class BlockIoctl
 
     /// <summary>BLKGETSIZE64 = _IOR(0x12, 114, size_t): the device size in bytes (u64).</summary>
     public static readonly uint GetSize64 = Encode(DirRead, 114, (uint)IntPtr.Size);
-}
-
-/// <summary>The errno values the block layer acts on (asm-generic/errno*.h; proven against &lt;errno.h&gt; by the tests).</summary>
-internal static class Errno
-{
-    public const int Eperm = 1, Enoent = 2, Eintr = 4, Eio = 5, Eagain = 11, Eacces = 13, Eisdir = 21, Einval = 22,
-        Etxtbsy = 26, Erofs = 30, Enolck = 37, Enosys = 38, Eopnotsupp = 95;
 }
 
 /// <summary>Constants Tmds.LibC lacks or the tests prove (values checked against the C headers).</summary>
@@ -181,7 +176,7 @@ internal static unsafe partial class DiskSyscalls
         byte[] native = NativePath.ToNullTerminatedUtf8(path);
         byte* resolved;
         fixed (byte* p = native)
-            resolved = realpath(p, null);
+            resolved = LibCFiles.RealPath(p, null);
         if (resolved == null) return null;
         try
         {
@@ -189,7 +184,7 @@ internal static unsafe partial class DiskSyscalls
         }
         finally
         {
-            NativeMemory.Free(resolved); // realpath(path, NULL) mallocs; NativeMemory.Free is free(3) on Linux
+            LibCFiles.Free(resolved); // realpath(path, NULL) mallocs
         }
     }
 
@@ -243,7 +238,4 @@ internal static unsafe partial class DiskSyscalls
 
     [LibraryImport("libc.so.6", EntryPoint = "pwritev", SetLastError = true)]
     private static partial long pwritev(int fd, IoVector* iov, int iovcnt, long offset);
-
-    [LibraryImport("libc.so.6", EntryPoint = "realpath", SetLastError = true)]
-    private static partial byte* realpath(byte* path, byte* resolved);
 }

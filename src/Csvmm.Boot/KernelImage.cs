@@ -34,14 +34,35 @@ public static class KernelImage
     /// <exception cref="BootException">An unknown format, or the loader refused the image.</exception>
     public static BootPlan Load(GuestMemory memory, BootFile kernel, BootOptions options)
     {
-        ArgumentNullException.ThrowIfNull(kernel);
-        return Detect(kernel.Bytes.Span) switch
+        return Check(kernel) switch
         {
             KernelFormat.BzImage => BzImageLoader.Load(memory, kernel, options),
-            KernelFormat.Elf => PvhLoader.Load(memory, kernel, options),
-            _ => throw new BootException($"{kernel.Name}: neither a bzImage nor an ELF vmlinux (no HdrS magic at 0x202, no \\x7fELF magic){TextHint(kernel.Bytes.Span)}"),
+            _ => PvhLoader.Load(memory, kernel, options),
         };
     }
+
+    /// <summary>The format of <paramref name="kernel"/>, checked before any guest exists (so a wrong file is refused before KVM is touched).</summary>
+    /// <exception cref="BootException">Neither a bzImage nor an ELF vmlinux.</exception>
+    public static KernelFormat Check(BootFile kernel)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        KernelFormat format = Detect(kernel.Bytes.Span);
+        if (format == KernelFormat.Unknown)
+            throw new BootException($"{kernel.Name}: neither a bzImage nor an ELF vmlinux (no HdrS magic at 0x202, no \\x7fELF magic){TextHint(kernel.Bytes.Span)}");
+        return format;
+    }
+
+    /// <summary>Reads the kernel file (at most <see cref="MaxKernelBytes"/>) and checks its format.</summary>
+    public static BootFile ReadFile(string kernelPath)
+    {
+        var kernel = BootFile.Read(kernelPath, MaxKernelBytes, "kernel");
+        Check(kernel);
+        return kernel;
+    }
+
+    /// <summary>Reads the initrd file (at most the guest's RAM, <paramref name="ramBytes"/>).</summary>
+    public static BootFile ReadInitrd(string initrdPath, ulong ramBytes) =>
+        BootFile.Read(initrdPath, (long)Math.Min(ramBytes, long.MaxValue), "initrd", "of guest RAM");
 
     /// <summary>
     /// Reads the kernel (at most <see cref="MaxKernelBytes"/>) and the optional initrd (at most the guest's RAM) and
@@ -50,8 +71,8 @@ public static class KernelImage
     public static BootPlan LoadFiles(GuestMemory memory, string kernelPath, string? initrdPath, string commandLine, GuestAddress? rsdpAddress)
     {
         ArgumentNullException.ThrowIfNull(memory);
-        var kernel = BootFile.Read(kernelPath, MaxKernelBytes, "kernel");
-        var initrd = initrdPath is null ? null : BootFile.Read(initrdPath, (long)Math.Min(memory.RamSize, long.MaxValue), "initrd", "of guest RAM");
+        var kernel = ReadFile(kernelPath);
+        var initrd = initrdPath is null ? null : ReadInitrd(initrdPath, memory.RamSize);
         return Load(memory, kernel, new BootOptions { CommandLine = commandLine, Initrd = initrd, RsdpAddress = rsdpAddress });
     }
 

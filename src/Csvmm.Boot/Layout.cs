@@ -51,8 +51,6 @@ public static class Layout
     /// <summary>PCI I/O BAR window [PciIoStart, PciIoEnd] decoded by the BAR router (the ACPI _CRS says the same).</summary>
     public const ushort PciIoStart = 0x1000;
     public const ushort PciIoEnd = 0xFFFF;
-    /// <summary>Where the machine pre-assigns I/O BARs (firmware convention; Linux keeps them).</summary>
-    public const ushort PciIoAssignStart = 0xC000;
     /// <summary>KVM_SET_IDENTITY_MAP_ADDR (one page) and KVM_SET_TSS_ADDR (three pages), as QEMU places them.</summary>
     public static readonly GuestAddress IdentityMap = new(0xFEFF_C000);
     public static readonly GuestAddress TssAddress = new(0xFEFF_D000);

@@ -4,8 +4,22 @@ namespace Csvmm.Devices;
 /// A device on a port-I/O or MMIO bus. It never knows its own address: the bus hands it the offset
 /// from the start of the range it was registered at. <paramref name="data"/> is 1, 2, 4 or 8 bytes
 /// (little-endian), pointing straight into the vCPU's kvm_run page; implementations must not keep it.
-/// Called on vCPU threads: must not allocate, log, or block.
 /// </summary>
+/// <remarks>
+/// Called on vCPU threads, the hot path. What each kind of access may do:
+/// <list type="bullet">
+/// <item><b>Data path</b> (status and data registers, doorbells, FIFOs, timers — what a guest touches per I/O):
+/// no allocation, no logging, no system call that can block, only short uncontended locks. Output goes to a
+/// bounded queue that another thread drains (the UART's host side: <see cref="ISerialOutput"/>).</item>
+/// <item><b>Control path</b> (a bounded number of times per configuration change: BAR programming, MSI-X
+/// table and routing updates, virtio device status / queue enable / reset, firmware-visible resets): may
+/// allocate and may make non-blocking ioctls (KVM_SET_GSI_ROUTING, KVM_IOEVENTFD), and may wait for the
+/// device's own I/O thread to finish in-flight requests (a virtio reset) — never for the guest or the host's user.</item>
+/// <item>Disk requests never run here: virtio-blk serves its queues on its I/O thread, the IDE channel posts its
+/// PIO blocks, bus-master transfers and flushes to its own thread and reports the drive busy meanwhile.</item>
+/// </list>
+/// Device models never throw into the bus for guest mistakes: they count them and answer as hardware would.
+/// </remarks>
 public interface IBusDevice
 {
     /// <summary>Fill <paramref name="data"/> with the value read at <paramref name="offset"/>.</summary>

@@ -21,6 +21,10 @@ public sealed partial class IdeChannel
     private bool _dmaPending;
     private bool _dmaWrite;
     private bool _busMasterEnabled = true;
+    private readonly DiskWorker? _worker;
+    private bool _ioInFlight;
+    private int _jobGeneration;
+    private DiskJob _job;
 
     /// <summary>
     /// This channel's 8 bus-master registers (offset 0 command, 2 status, 4-7 PRD table address) inside the
@@ -87,22 +91,102 @@ public sealed partial class IdeChannel
         ulong start = _nextLba * IdeDrive.SectorSize; // lba < 2^48: no overflow
         ulong wanted = (ulong)_remainingSectors * IdeDrive.SectorSize;
         bool tableError = !CollectPrdBuffers(wanted, out int count, out ulong covered);
+        var job = new DiskJob(JobKind.Dma, drive, Selected, start, count, _dmaWrite, tableError, covered, wanted, 0);
+        if (count == 0) FinishDma(job, DiskIoResult.Ok);
+        else Post(job);
+    }
 
-        byte error = 0;
-        ulong done = covered;
-        if (count > 0)
+    private enum JobKind : byte { Dma, PioRead, PioWrite, Flush }
+
+    /// <summary>
+    /// One disk request of the channel: a bus-master transfer (the collected PRD buffers), a PIO block into or out of
+    /// the channel's buffer, or a cache flush; and what is needed to end it as the drive would.
+    /// </summary>
+    private readonly record struct DiskJob(JobKind Kind, IdeDrive Drive, int DriveIndex, ulong Start, int Count, bool Write,
+        bool TableError, ulong Covered, ulong Wanted, int Generation);
+
+    /// <summary>
+    /// Runs a disk request: on the channel's I/O thread when it has one (the drive is busy, BSY, until the request ends;
+    /// task-file writes are ignored meanwhile, even across a reset, because the request still owns the channel's
+    /// buffers), else at once on the calling thread.
+    /// </summary>
+    private void Post(DiskJob job)
+    {
+        job = job with { Generation = ++_jobGeneration };
+        if (_worker is null)
         {
-            ReadOnlySpan<IoVector> buffers = _dmaVectors!.AsSpan(0, count);
-            DiskIoResult result = _dmaWrite ? drive.Disk.WriteVectored(start, buffers) : drive.Disk.ReadVectored(start, buffers);
-            if (!result.IsOk)
-            {
-                error = result.Status == DiskIoStatus.OutOfRange ? AtaError.Idnf : _dmaWrite ? AtaError.Abrt : AtaError.Unc;
-                done = 0;
-            }
+            Complete(job, Execute(job));
+            return;
+        }
+        _job = job;
+        _ioInFlight = true;
+        _status[job.DriveIndex] = AtaStatus.Bsy;
+        _worker.Kick();
+    }
+
+    /// <summary>The drive's status as the guest reads it: busy while its request is on the I/O thread.</summary>
+    private byte StatusOf(int drive) => _ioInFlight && _job.DriveIndex == drive ? AtaStatus.Bsy : _status[drive];
+
+    private DiskIoResult Execute(in DiskJob job)
+    {
+        IDiskBackend disk = job.Drive.Disk;
+        switch (job.Kind)
+        {
+            case JobKind.Dma:
+                ReadOnlySpan<IoVector> buffers = _dmaVectors!.AsSpan(0, job.Count);
+                return job.Write ? disk.WriteVectored(job.Start, buffers) : disk.ReadVectored(job.Start, buffers);
+            case JobKind.PioRead:
+                return disk.ReadSectors(job.Start, _buffer.AsSpan(0, job.Count));
+            case JobKind.PioWrite:
+                return disk.WriteSectors(job.Start, _buffer.AsSpan(0, job.Count));
+            default:
+                return disk.Flush();
+        }
+    }
+
+    private void Complete(in DiskJob job, DiskIoResult result)
+    {
+        switch (job.Kind)
+        {
+            case JobKind.Dma: FinishDma(job, result); break;
+            case JobKind.PioRead: FinishPioRead(job, result); break;
+            case JobKind.PioWrite: FinishPioWrite(job, result); break;
+            default: if (result.IsOk) CommandDone(); else CommandError(AtaError.Abrt); break;
+        }
+    }
+
+    /// <summary>Called on the I/O thread: runs the posted request outside the lock, then completes it under the lock
+    /// (unless a reset or command abort made it stale: then only the drive stops being busy).</summary>
+    private void RunPostedJob()
+    {
+        DiskJob job;
+        lock (_gate)
+        {
+            if (!_ioInFlight) return;
+            job = _job;
+        }
+        DiskIoResult result = Execute(job);
+        lock (_gate)
+        {
+            _ioInFlight = false;
+            if (job.Generation == _jobGeneration) Complete(job, result);
+            else if ((_control & AtaControl.Srst) == 0) _status[job.DriveIndex] = ReadyStatus; // reset while busy: ready now
+        }
+    }
+
+    /// <summary>Ends a transfer as the bus master and the drive would: status, error, address registers, interrupt.</summary>
+    private void FinishDma(in DiskJob job, DiskIoResult result)
+    {
+        byte error = 0;
+        ulong done = job.Covered;
+        if (job.Count > 0 && !result.IsOk)
+        {
+            error = result.Status == DiskIoStatus.OutOfRange ? AtaError.Idnf : job.Write ? AtaError.Abrt : AtaError.Unc;
+            done = 0;
         }
 
         _bmStatus = (byte)((_bmStatus & ~BusMasterBits.Active) | BusMasterBits.Interrupt);
-        if (error == 0 && (tableError || covered < wanted))
+        if (error == 0 && (job.TableError || job.Covered < job.Wanted))
         {
             // A bad or too short PRD table: the bus master reports an error, the command is aborted.
             _bmStatus |= BusMasterBits.Error;
@@ -110,12 +194,53 @@ public sealed partial class IdeChannel
         }
         if (error != 0)
         {
-            ReportAddress((start + done) / IdeDrive.SectorSize);
+            ReportAddress((job.Start + done) / IdeDrive.SectorSize);
             CommandError(error);
             return;
         }
-        ReportAddress((start + done) / IdeDrive.SectorSize - 1);
+        ReportAddress((job.Start + done) / IdeDrive.SectorSize - 1);
         CommandDone();
+    }
+
+    /// <summary>
+    /// The thread a channel's disk requests run on (bus-master transfers, PIO blocks, flushes), so a vCPU never waits
+    /// for the disk under the channel's lock: one request at a time (a channel runs one command), posted by <see cref="Kick"/>.
+    /// </summary>
+    private sealed class DiskWorker : IDisposable
+    {
+        private readonly IdeChannel _channel;
+        private readonly SemaphoreSlim _posted = new(0);
+        private readonly Thread _thread;
+        private volatile bool _stopping;
+
+        public DiskWorker(IdeChannel channel, string name)
+        {
+            _channel = channel;
+            _thread = new Thread(Loop) { Name = name, IsBackground = true };
+            _thread.Start();
+        }
+
+        public void Kick() => _posted.Release();
+
+        private void Loop()
+        {
+            while (true)
+            {
+                _posted.Wait();
+                if (_stopping) return;
+                _channel.RunPostedJob();
+            }
+        }
+
+        /// <summary>Lets a running transfer finish (its disk request cannot be taken back), then stops the thread.</summary>
+        public void Dispose()
+        {
+            if (_stopping) return;
+            _stopping = true;
+            _posted.Release();
+            _thread.Join();
+            _posted.Dispose();
+        }
     }
 
     /// <summary>
@@ -141,15 +266,13 @@ public sealed partial class IdeChannel
             bool last = (BinaryPrimitives.ReadUInt16LittleEndian(entry[6..]) & 0x8000) != 0;
 
             int chunk = (int)Math.Min(length, wanted - covered);
-            var address = new GuestAddress(bufferAddress);
-            GuestRegion? region = memory.FindRegion(address, (ulong)chunk);
-            if (region is null || (!_dmaWrite && region.ReadOnly) || !memory.TryGetSpan(address, chunk, out Span<byte> buffer))
+            // A disk read (!_dmaWrite) writes guest memory: not into ROM.
+            if (!IoVector.TryFromGuest(memory, new GuestAddress(bufferAddress), chunk, deviceWrites: !_dmaWrite, out IoVector vector))
                 return false;
 
             // count <= i < MaxPrdEntries = vectors.Length; a merged buffer stays below 32 MiB (the largest transfer).
-            var vector = IoVector.FromPinned(buffer);
-            if (count > 0 && vectors[count - 1].Address + vectors[count - 1].Length == vector.Address)
-                vectors[count - 1] = new IoVector(vectors[count - 1].Address, (int)vectors[count - 1].Length + chunk);
+            if (count > 0 && IoVector.TryJoin(vectors[count - 1], vector, out IoVector joined))
+                vectors[count - 1] = joined;
             else
                 vectors[count++] = vector;
             covered += (ulong)chunk;

@@ -10,7 +10,7 @@ namespace Csvmm.Ide;
 /// Guest mistakes and disk failures become ATA errors (ERR with ABRT/IDNF/UNC); nothing here throws on a guest access.
 /// </summary>
 /// <remarks>Each access takes the channel's lock: channels are used by one vCPU at a time in practice, so it is uncontended.</remarks>
-public sealed partial class IdeChannel
+public sealed partial class IdeChannel : IDisposable
 {
     private const byte ReadyStatus = AtaStatus.Drdy | AtaStatus.Dsc;
     private const int BufferSize = IdeDrive.MaxMultipleSectors * IdeDrive.SectorSize;
@@ -48,7 +48,11 @@ public sealed partial class IdeChannel
     /// <param name="master">Drive 0, or null.</param>
     /// <param name="slave">Drive 1, or null.</param>
     /// <param name="dmaMemory">Guest RAM for bus-master DMA; null leaves DMA out (no <see cref="BusMaster"/>, IDENTIFY says PIO only).</param>
-    public IdeChannel(IIrqLine irq, IdeDrive? master, IdeDrive? slave = null, Csvmm.Memory.GuestMemory? dmaMemory = null)
+    /// <param name="ioThread">Run disk requests (bus-master transfers, PIO blocks, cache flushes) on a thread of the
+    /// channel's own (the machine does): the vCPU whose register write starts one returns at once, the drive is busy
+    /// until the request completes (with an interrupt where ATA gives one). Without it (device-level tests) a request
+    /// completes inside the register write that starts it.</param>
+    public IdeChannel(IIrqLine irq, IdeDrive? master, IdeDrive? slave = null, Csvmm.Memory.GuestMemory? dmaMemory = null, bool ioThread = false)
     {
         ArgumentNullException.ThrowIfNull(irq);
         if (master is not null && ReferenceEquals(master, slave))
@@ -60,10 +64,14 @@ public sealed partial class IdeChannel
         _dmaMemory = dmaMemory;
         _dmaVectors = dmaMemory is null ? null : new IoVector[MaxPrdEntries];
         BusMaster = dmaMemory is null ? null : new BusMasterPorts(this);
+        _worker = ioThread ? new DiskWorker(this, "ide-io") : null;
         master?.AttachDma(dmaMemory is not null);
         slave?.AttachDma(dmaMemory is not null);
         lock (_gate) ResetLocked(hardware: true);
     }
+
+    /// <summary>Stops the DMA thread (after a transfer in progress finishes: its disk request cannot be taken back).</summary>
+    public void Dispose() => _worker?.Dispose();
 
     /// <summary>The 8-port command block (offsets 0..7; 0x1F0 / 0x170 on the legacy channels).</summary>
     public IBusDevice CommandBlock { get; }
@@ -117,7 +125,7 @@ public sealed partial class IdeChannel
             case 5: return _lbaHigh.Get(hob);
             case 6: return _device;
             case 7:
-                byte status = SelectedDrive is null ? (byte)0 : _status[Selected];
+                byte status = SelectedDrive is null ? (byte)0 : StatusOf(Selected);
                 _irqPending = false;
                 UpdateIrq();
                 return status;
@@ -136,8 +144,9 @@ public sealed partial class IdeChannel
                 return;
             }
             byte value = data[0];
-            // Task-file writes are ignored while a drive is busy (SRST asserted); any write clears HOB.
-            if ((_control & AtaControl.Srst) != 0) return;
+            // Task-file writes are ignored while a drive is busy (SRST asserted, or a bus-master transfer on the I/O
+            // thread); any write clears HOB.
+            if ((_control & AtaControl.Srst) != 0 || _ioInFlight) return;
             _control = (byte)(_control & ~AtaControl.Hob);
             switch (offset)
             {
@@ -160,7 +169,7 @@ public sealed partial class IdeChannel
         {
             if (offset != 0 || !AnyDrive) { data[0] = 0xFF; return; }
             // Alternate status: the same bits, without acknowledging the interrupt.
-            data[0] = SelectedDrive is null ? (byte)0 : _status[Selected];
+            data[0] = SelectedDrive is null ? (byte)0 : StatusOf(Selected);
         }
     }
 
@@ -226,8 +235,12 @@ public sealed partial class IdeChannel
         _bufferPos += n;
         if (_bufferPos < _bufferLen) return;
 
-        IdeDrive drive = SelectedDrive!;
-        DiskIoResult result = drive.Disk.WriteSectors(_nextLba, _buffer.AsSpan(0, _bufferLen));
+        _transfer = Transfer.None;
+        Post(new DiskJob(JobKind.PioWrite, SelectedDrive!, Selected, _nextLba, _bufferLen, true, false, 0, 0, 0));
+    }
+
+    private void FinishPioWrite(in DiskJob job, DiskIoResult result)
+    {
         if (!result.IsOk)
         {
             ReportAddress(_nextLba);
@@ -305,7 +318,7 @@ public sealed partial class IdeChannel
                 break;
 
             case AtaCommand.FlushCache or AtaCommand.FlushCacheExt:
-                if (drive.Disk.Flush().IsOk) CommandDone(); else CommandError(AtaError.Abrt);
+                Post(new DiskJob(JobKind.Flush, drive, self, 0, 0, false, false, 0, 0, 0));
                 break;
 
             case AtaCommand.SetFeatures:
@@ -458,13 +471,20 @@ public sealed partial class IdeChannel
     private void LoadReadBlock()
     {
         BeginBlock(Transfer.PioIn);
-        DiskIoResult result = SelectedDrive!.Disk.ReadSectors(_nextLba, _buffer.AsSpan(0, _bufferLen));
+        _transfer = Transfer.None; // no data until the block has been read
+        Post(new DiskJob(JobKind.PioRead, SelectedDrive!, Selected, _nextLba, _bufferLen, false, false, 0, 0, 0));
+    }
+
+    private void FinishPioRead(in DiskJob job, DiskIoResult result)
+    {
         if (!result.IsOk)
         {
             ReportAddress(_nextLba);
             CommandError(result.Status == DiskIoStatus.OutOfRange ? AtaError.Idnf : AtaError.Unc);
             return;
         }
+        _transfer = Transfer.PioIn;
+        _status[Selected] = ReadyStatus | AtaStatus.Drq;
         RaiseIrq();
     }
 
@@ -528,6 +548,7 @@ public sealed partial class IdeChannel
     {
         _transfer = Transfer.None;
         _dmaPending = false;
+        _jobGeneration++; // a request still on the I/O thread completes into nothing
         _bufferPos = _bufferLen = 0;
     }
 

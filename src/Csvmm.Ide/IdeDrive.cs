@@ -107,6 +107,16 @@ public sealed class IdeDrive
         DmaMode = 0;
     }
 
+    /// <summary>Settings from a saved state (validated by the channel).</summary>
+    internal void LoadSettings(int heads, int sectorsPerTrack, int multiple, bool writeCache, byte dmaMode)
+    {
+        LogicalHeads = heads;
+        LogicalSectorsPerTrack = sectorsPerTrack;
+        MultipleSectors = multiple;
+        WriteCacheEnabled = writeCache;
+        DmaMode = dmaMode;
+    }
+
     /// <summary>SET MULTIPLE MODE: 0 disables, otherwise a power of two up to <see cref="MaxMultipleSectors"/>.</summary>
     internal bool TrySetMultiple(int count)
     {

@@ -45,6 +45,12 @@ public static class KvmIoctl
     public static readonly uint CreatePit2 = Ioctl.IOW<KvmPitConfig>(0x77);
     public static readonly uint Ioeventfd = Ioctl.IOW<KvmIoeventfd>(0x79);
     public static readonly uint EnableCap = Ioctl.IOW<KvmEnableCap>(0xA3);
+    public static readonly uint GetIrqchip = Ioctl.IOWR<KvmIrqchip>(0x62);
+    public static readonly uint SetIrqchip = Ioctl.IOR<KvmIrqchip>(0x63); // sic: the kernel declares SET_IRQCHIP as _IOR
+    public static readonly uint SetClock = Ioctl.IOW<KvmClockData>(0x7B);
+    public static readonly uint GetClock = Ioctl.IOR<KvmClockData>(0x7C);
+    public static readonly uint GetPit2 = Ioctl.IOR<KvmPitState2>(0x9F);
+    public static readonly uint SetPit2 = Ioctl.IOW<KvmPitState2>(0xA0);
     // vCPU
     public static readonly uint Run = Ioctl.IO(0x80);
     public static readonly uint GetRegs = Ioctl.IOR<KvmRegs>(0x81);
@@ -62,6 +68,12 @@ public static class KvmIoctl
     public static readonly uint SetMpState = Ioctl.IOW<KvmMpState>(0x99);
     public static readonly uint GetVcpuEvents = Ioctl.IOR<KvmVcpuEvents>(0x9F);
     public static readonly uint SetVcpuEvents = Ioctl.IOW<KvmVcpuEvents>(0xA0);
+    public static readonly uint GetDebugregs = Ioctl.IOR<KvmDebugregs>(0xA1);
+    public static readonly uint SetDebugregs = Ioctl.IOW<KvmDebugregs>(0xA2);
+    public static readonly uint GetXsave = Ioctl.IOR<KvmXsave>(0xA4);
+    public static readonly uint SetXsave = Ioctl.IOW<KvmXsave>(0xA5);
+    public static readonly uint GetXcrs = Ioctl.IOR<KvmXcrs>(0xA6);
+    public static readonly uint SetXcrs = Ioctl.IOW<KvmXcrs>(0xA7);
 }
 
 /// <summary>KVM_CAP_* numbers csvmm checks (linux/kvm.h).</summary>

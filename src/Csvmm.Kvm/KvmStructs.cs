@@ -286,3 +286,68 @@ public enum KvmExitReason : uint
     X86Rdmsr = 29,
     X86Wrmsr = 30,
 }
+
+// ---- The state a snapshot or a migration carries beyond registers (linux/kvm.h, x86).
+
+/// <summary>struct kvm_xsave: the XSAVE area as KVM_GET_XSAVE returns it (4 KiB; the legacy FXSAVE image in its first 512 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmXsave
+{
+    public fixed uint region[1024];
+}
+
+/// <summary>struct kvm_xcrs: up to 16 extended control registers; entry i is <c>xcrs[4i]</c> = xcr, <c>[4i+1]</c> reserved, <c>[4i+2..4i+3]</c> the 64-bit value.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmXcrs
+{
+    public uint nr_xcrs, flags;
+    /// <summary>struct kvm_xcr xcrs[KVM_MAX_XCRS], 16 bytes each: u32 xcr, u32 reserved, u64 value.</summary>
+    public fixed uint xcrs[64];
+    public fixed ulong padding[16];
+
+    /// <summary>Entries the struct holds (KVM_MAX_XCRS).</summary>
+    public const int MaxXcrs = 16;
+
+    public readonly (uint Xcr, ulong Value) Get(int i)
+    {
+        if ((uint)i >= MaxXcrs) throw new ArgumentOutOfRangeException(nameof(i));
+        return (xcrs[4 * i], xcrs[4 * i + 2] | ((ulong)xcrs[4 * i + 3] << 32));
+    }
+}
+
+/// <summary>struct kvm_debugregs: DR0-3, DR6, DR7.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmDebugregs
+{
+    public fixed ulong db[4];
+    public ulong dr6, dr7, flags;
+    public fixed ulong reserved[9];
+}
+
+/// <summary>struct kvm_irqchip: one in-kernel interrupt controller's state (<see cref="KvmIrqRoutingEntry.IrqchipPicMaster"/>,
+/// PicSlave or Ioapic in <c>chip_id</c>); the union is kept as its 512 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmIrqchip
+{
+    public uint chip_id, pad;
+    public fixed byte chip[512];
+}
+
+/// <summary>struct kvm_pit_state2: the in-kernel PIT's three channels (struct kvm_pit_channel_state, 24 bytes each, kept as bytes) and flags.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmPitState2
+{
+    public fixed byte channels[72];
+    public uint flags;
+    public fixed uint reserved[9];
+}
+
+/// <summary>struct kvm_clock_data: kvmclock's time base (KVM_GET_CLOCK / KVM_SET_CLOCK).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmClockData
+{
+    public ulong clock;
+    public uint flags, pad0;
+    public ulong realtime, host_tsc;
+    public fixed uint pad[4];
+}

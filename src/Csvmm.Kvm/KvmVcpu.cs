@@ -49,6 +49,14 @@ public sealed unsafe class KvmVcpu : IDisposable
     public KvmLapicState GetLapic() { KvmLapicState r; Native.Check(_handle, KvmIoctl.GetLapic, &r, "KVM_GET_LAPIC"); return r; }
     public void SetLapic(in KvmLapicState s) { fixed (KvmLapicState* p = &s) Native.Check(_handle, KvmIoctl.SetLapic, p, "KVM_SET_LAPIC"); }
     public KvmVcpuEvents GetVcpuEvents() { KvmVcpuEvents r; Native.Check(_handle, KvmIoctl.GetVcpuEvents, &r, "KVM_GET_VCPU_EVENTS"); return r; }
+    public void SetVcpuEvents(in KvmVcpuEvents e) { fixed (KvmVcpuEvents* p = &e) Native.Check(_handle, KvmIoctl.SetVcpuEvents, p, "KVM_SET_VCPU_EVENTS"); }
+
+    public KvmXsave GetXsave() { KvmXsave r; Native.Check(_handle, KvmIoctl.GetXsave, &r, "KVM_GET_XSAVE"); return r; }
+    public void SetXsave(in KvmXsave x) { fixed (KvmXsave* p = &x) Native.Check(_handle, KvmIoctl.SetXsave, p, "KVM_SET_XSAVE"); }
+    public KvmXcrs GetXcrs() { KvmXcrs r; Native.Check(_handle, KvmIoctl.GetXcrs, &r, "KVM_GET_XCRS"); return r; }
+    public void SetXcrs(in KvmXcrs x) { fixed (KvmXcrs* p = &x) Native.Check(_handle, KvmIoctl.SetXcrs, p, "KVM_SET_XCRS"); }
+    public KvmDebugregs GetDebugregs() { KvmDebugregs r; Native.Check(_handle, KvmIoctl.GetDebugregs, &r, "KVM_GET_DEBUGREGS"); return r; }
+    public void SetDebugregs(in KvmDebugregs d) { fixed (KvmDebugregs* p = &d) Native.Check(_handle, KvmIoctl.SetDebugregs, p, "KVM_SET_DEBUGREGS"); }
 
     public uint GetMpState() { KvmMpState s; Native.Check(_handle, KvmIoctl.GetMpState, &s, "KVM_GET_MP_STATE"); return s.mp_state; }
     public void SetMpState(uint state) { var s = new KvmMpState { mp_state = state }; Native.Check(_handle, KvmIoctl.SetMpState, &s, "KVM_SET_MP_STATE"); }

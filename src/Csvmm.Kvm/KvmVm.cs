@@ -1,3 +1,5 @@
+using Csvmm.Sys;
+
 namespace Csvmm.Kvm;
 
 /// <summary>A KVM virtual machine: memory slots, the in-kernel irqchip and PIT, interrupt lines, eventfds, vCPUs.</summary>
@@ -59,28 +61,6 @@ public sealed unsafe class KvmVm : IDisposable
         }
     }
 
-    /// <summary>
-    /// The PC's GSI routing, as QEMU sets it: GSIs 0-15 reach the 8259 pair (except 2, the cascade), GSIs 0-23
-    /// reach the IOAPIC with GSI 0 (the PIT) wired to IOAPIC pin 2, matching the MADT's IRQ0→GSI2 override.
-    /// </summary>
-    public static KvmIrqRoutingEntry[] PcRouting()
-    {
-        var list = new List<KvmIrqRoutingEntry>();
-        for (uint i = 0; i < 16; i++)
-        {
-            if (i == 2) continue;
-            list.Add(i < 8
-                ? KvmIrqRoutingEntry.Irqchip(i, KvmIrqRoutingEntry.IrqchipPicMaster, i)
-                : KvmIrqRoutingEntry.Irqchip(i, KvmIrqRoutingEntry.IrqchipPicSlave, i - 8));
-        }
-        for (uint i = 0; i < 24; i++)
-        {
-            if (i == 2) continue;
-            list.Add(KvmIrqRoutingEntry.Irqchip(i, KvmIrqRoutingEntry.IrqchipIoapic, i == 0 ? 2 : i));
-        }
-        return list.ToArray();
-    }
-
     /// <summary>KVM_IRQ_LINE: set the level of a GSI on the in-kernel PIC/IOAPIC. Returns false on failure (no throw: vCPU path).</summary>
     public bool SetIrqLine(uint gsi, bool level)
     {
@@ -118,6 +98,20 @@ public sealed unsafe class KvmVm : IDisposable
         h.Adopt(fd);
         return new KvmVcpu(id, h, _kvm.VcpuMmapSize);
     }
+
+    /// <summary>KVM_GET_IRQCHIP for one controller (<see cref="KvmIrqRoutingEntry.IrqchipPicMaster"/>, PicSlave, Ioapic).</summary>
+    public KvmIrqchip GetIrqchip(uint chipId)
+    {
+        var c = new KvmIrqchip { chip_id = chipId };
+        Native.Check(_handle, KvmIoctl.GetIrqchip, &c, "KVM_GET_IRQCHIP");
+        return c;
+    }
+
+    public void SetIrqchip(in KvmIrqchip c) { fixed (KvmIrqchip* p = &c) Native.Check(_handle, KvmIoctl.SetIrqchip, p, "KVM_SET_IRQCHIP"); }
+    public KvmPitState2 GetPit2() { KvmPitState2 r; Native.Check(_handle, KvmIoctl.GetPit2, &r, "KVM_GET_PIT2"); return r; }
+    public void SetPit2(in KvmPitState2 s) { fixed (KvmPitState2* p = &s) Native.Check(_handle, KvmIoctl.SetPit2, p, "KVM_SET_PIT2"); }
+    public KvmClockData GetClock() { KvmClockData r; Native.Check(_handle, KvmIoctl.GetClock, &r, "KVM_GET_CLOCK"); return r; }
+    public void SetClock(in KvmClockData c) { fixed (KvmClockData* p = &c) Native.Check(_handle, KvmIoctl.SetClock, p, "KVM_SET_CLOCK"); }
 
     public void Dispose() => _handle.Dispose();
 }

@@ -1,6 +1,8 @@
 using System.Runtime.CompilerServices;
 using Tmds.Linux;
 
+using Csvmm.Sys;
+
 namespace Csvmm.Kvm;
 
 /// <summary>The single place raw ioctl calls happen. errno is read right after each call.</summary>

@@ -77,6 +77,24 @@ public sealed unsafe class GuestMemory : IDisposable
         return span;
     }
 
+    /// <summary>
+    /// Atomically compares and exchanges 16 bytes of guest RAM (the guest's LOCK CMPXCHG16B when csvmm emulates it):
+    /// false when [address, +16) is not inside one writable region or not 16-byte aligned. <paramref name="previous"/>
+    /// is what the memory held; the exchange happened when it equals <paramref name="expected"/>.
+    /// </summary>
+    public bool TryCompareExchange128(GuestAddress address, UInt128 expected, UInt128 desired, out UInt128 previous)
+    {
+        previous = 0;
+        if ((address.Value & 15) != 0) return false;
+        GuestRegion? region = FindRegion(address, 16);
+        if (region is null || region.ReadOnly) return false;
+        var target = (UInt128*)((byte*)region.HostAddress + (address.Value - region.Start.Value));
+        UInt128 seen = expected;
+        HostAtomics.CompareExchange128(target, ref seen, desired);
+        previous = seen;
+        return true;
+    }
+
     /// <summary>Non-throwing form of <see cref="GetSpan"/> for guest-supplied addresses on hot paths.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryGetSpan(GuestAddress address, int length, out Span<byte> span)

@@ -1,4 +1,4 @@
-using Csvmm.Kvm;
+using Csvmm.Sys;
 using Csvmm.Memory;
 
 namespace Csvmm.Virtio;

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Csvmm.Block;
-using Csvmm.Kvm;
+using Csvmm.Sys;
 using Csvmm.Memory;
 
 namespace Csvmm.Virtio;
@@ -681,8 +681,9 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor, IQueuePoller
                 continue;
             }
             ulong take = Math.Min(s.Length - skip, length);
-            if (take > int.MaxValue || !memory.TryGetSpan(s.Address + skip, (int)take, out var span)) return -1;
-            _iov[count++] = IoVector.FromPinned(span);
+            // A device-writable buffer (a disk read fills it) must not be guest ROM.
+            if (take > int.MaxValue || !IoVector.TryFromGuest(memory, s.Address + skip, (int)take, deviceWrites: writable, out _iov[count])) return -1;
+            count++;
             length -= take;
             skip = 0;
         }

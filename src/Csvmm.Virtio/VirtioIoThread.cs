@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using Csvmm.Kvm;
+using Csvmm.Sys;
 
 namespace Csvmm.Virtio;
 
@@ -48,7 +48,7 @@ public interface IQueuePoller
 public sealed class VirtioIoThread : IDisposable
 {
     private readonly EventFdHandle[] _events;
-    private readonly SafeHandle? _completions;
+    private readonly EventFdHandle? _completions;
     private readonly IQueueProcessor _processor;
     private readonly EventFdHandle _stop = EventFdHandle.Create();
     private readonly Thread _thread;
@@ -67,7 +67,7 @@ public sealed class VirtioIoThread : IDisposable
     /// The longest spin window before sleeping (zero: never spin). Only used when <paramref name="processor"/> is an
     /// <see cref="IQueuePoller"/>; at most <see cref="MaxPollMax"/>.
     /// </param>
-    public VirtioIoThread(string name, IReadOnlyList<EventFdHandle> events, IQueueProcessor processor, SafeHandle? completions = null,
+    public VirtioIoThread(string name, IReadOnlyList<EventFdHandle> events, IQueueProcessor processor, EventFdHandle? completions = null,
         TimeSpan pollMax = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(pollMax, TimeSpan.Zero);
@@ -134,25 +134,26 @@ public sealed class VirtioIoThread : IDisposable
         _thread.Join();
     }
 
-    private unsafe void Run()
+    private void Run()
     {
         int n = _events.Length;
         int total = n + (_completions is null ? 1 : 2); // queues, stop, [completions]
         var added = new bool[total];
         try
         {
-            PollFd* fds = stackalloc PollFd[total];
+            // Every handle is referenced for the thread's life, so the fds in the poll set stay the files they were.
+            Span<PollFd> fds = stackalloc PollFd[total];
             for (int i = 0; i < n; i++)
             {
                 _events[i].DangerousAddRef(ref added[i]);
-                fds[i] = new PollFd { Fd = _events[i].Fd, Events = VirtioNative.PollIn };
+                fds[i] = PollFd.For(_events[i]);
             }
             _stop.DangerousAddRef(ref added[n]);
-            fds[n] = new PollFd { Fd = _stop.Fd, Events = VirtioNative.PollIn };
+            fds[n] = PollFd.For(_stop);
             if (_completions is not null)
             {
                 _completions.DangerousAddRef(ref added[n + 1]);
-                fds[n + 1] = new PollFd { Fd = (int)_completions.DangerousGetHandle(), Events = VirtioNative.PollIn };
+                fds[n + 1] = PollFd.For(_completions);
             }
 
             var poller = _pollMaxTicks > 0 ? (IQueuePoller)_processor : null;
@@ -179,7 +180,7 @@ public sealed class VirtioIoThread : IDisposable
                         // Read off what the spinning left in the eventfds, then look once more: anything that arrives
                         // from here on signals again, so poll(2) sleeps only with nothing to do.
                         polledSinceSleep = false;
-                        Drain(fds, n, total);
+                        Drain();
                         if (poller.Poll())
                         {
                             polledSinceSleep = true;
@@ -188,11 +189,11 @@ public sealed class VirtioIoThread : IDisposable
                         }
                     }
                 }
-                int r = VirtioNative.Poll(fds, total, -1, out int errno);
+                int r = Poll.Wait(fds, -1);
                 if (r < 0)
                 {
-                    if (errno == VirtioNative.Eintr) continue;
-                    throw new InvalidOperationException($"poll failed with errno {errno}");
+                    if (-r == Errno.Eintr) continue;
+                    throw new InvalidOperationException($"poll failed with errno {-r}");
                 }
                 _wakeups++;
                 if (fds[n].REvents != 0) return;
@@ -258,11 +259,10 @@ public sealed class VirtioIoThread : IDisposable
     }
 
     /// <summary>Resets the queue and completion eventfds (non-blocking reads) before the thread sleeps on them.</summary>
-    private static unsafe void Drain(PollFd* fds, int n, int total)
+    private void Drain()
     {
-        ulong value;
-        for (int i = 0; i < total; i++)
-            if (i != n) VirtioNative.Read(fds[i].Fd, &value, sizeof(ulong));
+        foreach (var e in _events) e.Consume();
+        _completions?.Consume();
     }
 
     /// <summary>Stops the thread and closes the stop eventfd.</summary>

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics;
 using Csvmm.Devices;
 using Csvmm.Devices.Pci;
-using Csvmm.Kvm;
+using Csvmm.Sys;
 using Csvmm.Memory;
 
 namespace Csvmm.Virtio;
@@ -437,7 +437,7 @@ public sealed class VirtioPciDevice : IPciBarFunction, IDisposable
             _device.Activate(new VirtioActivation(_memory, _driverFeatures, list, Interrupt));
             _active = true;
         }
-        catch (Exception e) when (e is InvalidOperationException or OutOfMemoryException or KvmException or ThreadStartException)
+        catch (Exception e) when (e is InvalidOperationException or OutOfMemoryException or SysException or ThreadStartException)
         {
             // The device could not start (no thread, no eventfd): the driver sees DEVICE_NEEDS_RESET, the VMM lives on.
             ActivationError = e;

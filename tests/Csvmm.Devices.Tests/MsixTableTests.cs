@@ -286,9 +286,13 @@ public sealed class MsixTableTests
         int signals = 0;
         var signaller = new Thread(() =>
         {
-            while (!Volatile.Read(ref stop)) { _table.Signal(0); signals++; }
+            while (!Volatile.Read(ref stop)) { _table.Signal(0); Interlocked.Increment(ref signals); }
         });
         signaller.Start();
+        // Under load the thread may start late: the toggles must overlap real signalling, or the test proves nothing.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (Volatile.Read(ref signals) < 100 && DateTime.UtcNow < deadline) Thread.Yield();
+        Assert.True(Volatile.Read(ref signals) >= 100, "the signalling thread never ran");
         for (int i = 0; i < 2000; i++)
         {
             WriteEntry(0, 3, 1);
@@ -309,5 +313,96 @@ public sealed class MsixTableTests
         public int Fired;
         public void SetRoute(int vector, MsiMessage? message) { }
         public void Trigger(int vector) => Fired++;
+    }
+
+    // ---- saved state ----------------------------------------------------------------------------------
+
+    private static (PciConfigSpace Config, RecordingMsiVectors Msi, MsixTable Table) Fresh(int vectors = Vectors)
+    {
+        var config = new PciConfigSpace(0x1AF4, 0x1042, 0x018000, 1);
+        var msi = new RecordingMsiVectors(vectors);
+        return (config, msi, new MsixTable(config, msi, bar: 2, tableOffset: 0x4000, pbaOffset: 0x5000));
+    }
+
+    private static byte[] Saved(MsixTable table)
+    {
+        var w = new Csvmm.Devices.State.StateWriter();
+        table.SaveState(w);
+        return w.Written.ToArray();
+    }
+
+    [Fact]
+    public void A_loaded_table_routes_what_the_guest_programmed_and_keeps_masked_vectors_pending()
+    {
+        WriteControl(MsixTable.ControlEnable);
+        Program(0, 0xFEE0_0000, 0x41);
+        Program(3, 0xFEE0_1000, 0x43);
+        WriteEntry(3, 3, 1);          // vector 3 masked
+        WriteEntry(0, 3, 0);          // vector 0 unmasked
+        Assert.True(_table.Signal(3)); // pending
+        var (_, msi, restored) = Fresh();
+        Csvmm.Devices.State.DeviceStateRecord.Load(restored, Csvmm.Devices.State.DeviceStateRecord.Save(_table));
+
+        Assert.True(restored.Enabled);
+        Assert.True(restored.IsPending(3));
+        Assert.Contains((0, (MsiMessage?)new MsiMessage(0xFEE0_0000, 0x41)), msi.Routes);
+        Assert.Contains((3, (MsiMessage?)new MsiMessage(0xFEE0_1000, 0x43)), msi.Routes);
+        Assert.Empty(msi.Triggers);                    // still masked: nothing fired
+        Assert.Equal(Saved(_table), Saved(restored));
+        Assert.True(restored.Signal(0));
+        Assert.Equal([0], msi.Triggers);
+    }
+
+    [Fact]
+    public void Loading_a_disabled_table_drops_the_routes_the_target_had()
+    {
+        var (config, msi, target) = Fresh();
+        var control = new byte[2];
+        BinaryPrimitives.WriteUInt16LittleEndian(control, MsixTable.ControlEnable);
+        config.Write(target.CapabilityOffset + 2, control);
+        target.ConfigWritten(target.CapabilityOffset + 2, 2);
+        msi.Routes.Clear();
+        target.LoadState(Saved(_table), 1); // _table: never enabled
+        Assert.False(target.Enabled);
+        Assert.Equal(Vectors, msi.Routes.Count(r => r.Message is null));
+        Assert.False(target.Signal(0)); // INTx again
+    }
+
+    [Fact]
+    public void A_pending_vector_the_saved_state_left_unmasked_is_delivered_on_load()
+    {
+        WriteControl(MsixTable.ControlEnable);
+        Program(1, 0xFEE0_0000, 0x51);
+        WriteEntry(1, 3, 0);
+        byte[] state = Saved(_table);
+        int pbaAt = state.Length - 8;
+        state[pbaAt] = 1 << 1; // vector 1 pending although unmasked
+        var (_, msi, restored) = Fresh();
+        restored.LoadState(state, 1);
+        Assert.Equal([1], msi.Triggers);
+        Assert.False(restored.IsPending(1));
+    }
+
+    [Fact]
+    public void Impossible_states_are_refused_and_change_nothing()
+    {
+        WriteControl(MsixTable.ControlEnable);
+        Program(2, 0xFEE0_0000, 0x61);
+        byte[] good = Saved(_table);
+
+        var (_, _, smaller) = Fresh(Vectors - 1);
+        Assert.Throws<Csvmm.Devices.State.DeviceStateException>(() => smaller.LoadState(good, 1));
+
+        var (_, msi, target) = Fresh();
+        byte[] before = Saved(target);
+        byte[] reserved = (byte[])good.Clone();
+        reserved[2 + 2 + 16 * 2 + 12 + 1] = 0x01; // vector 2's Vector Control bit 8: reserved
+        byte[] pendingPastEnd = (byte[])good.Clone();
+        pendingPastEnd[^8] = 1 << Vectors;          // a vector the table does not have
+        foreach (var bad in new[] { reserved, pendingPastEnd, good[..^1], [.. good, 0] })
+            Assert.Throws<Csvmm.Devices.State.DeviceStateException>(() => target.LoadState(bad, 1));
+        Assert.Throws<Csvmm.Devices.State.DeviceStateException>(() => target.LoadState(good, 2));
+        Assert.Equal(before, Saved(target));
+        Assert.Empty(msi.Routes);
     }
 }

@@ -101,6 +101,15 @@ internal static class BindingMap
             ("reserved", "reserved"),
             ("exception_has_payload", "exception_has_payload"),
             ("exception_payload", "exception_payload")),
+        Plain<KvmXsave>("struct kvm_xsave", "region"),
+        Plain<KvmXcrs>("struct kvm_xcrs", "nr_xcrs", "flags", "xcrs", "padding")
+            with { ElementSubscripts = new Dictionary<string, string> { ["xcrs"] = "[0].xcr" } }, // struct kvm_xcr xcrs[16], as u32 words
+        Plain<KvmDebugregs>("struct kvm_debugregs", "db", "dr6", "dr7", "flags", "reserved"),
+        Plain<KvmIrqchip>("struct kvm_irqchip", "chip_id", "pad", "chip")
+            with { ElementSubscripts = new Dictionary<string, string> { ["chip"] = ".pic.last_irr" } }, // the 512-byte union, as bytes
+        Plain<KvmPitState2>("struct kvm_pit_state2", "channels", "flags", "reserved")
+            with { ElementSubscripts = new Dictionary<string, string> { ["channels"] = "[0].count_latched" } }, // 3 x kvm_pit_channel_state, as bytes
+        Plain<KvmClockData>("struct kvm_clock_data", "clock", "flags", "pad0", "realtime", "host_tsc", "pad"),
         // The C# header is the part of struct kvm_run before the exit union (whose first member is padding[256]).
         new StructBinding(typeof(KvmRunHeader), "struct kvm_run", "offsetof(struct kvm_run, padding)", "0",
             Same("request_interrupt_window", "immediate_exit", "padding1", "exit_reason",
@@ -144,6 +153,7 @@ internal static class BindingMap
         ["KvmRunSystemEvent.Shutdown"] = "KVM_SYSTEM_EVENT_SHUTDOWN",
         ["KvmRunSystemEvent.Reset"] = "KVM_SYSTEM_EVENT_RESET",
         ["KvmRunSystemEvent.Crash"] = "KVM_SYSTEM_EVENT_CRASH",
+        ["KvmXcrs.MaxXcrs"] = "KVM_MAX_XCRS",
         ["KvmRunLayout.ExitUnion"] = "offsetof(struct kvm_run, padding)",
         ["KvmRunLayout.ExitUnionSize"] = "sizeof(((struct kvm_run *)0)->padding)",
         ["KvmRunLayout.KvmValidRegs"] = "offsetof(struct kvm_run, kvm_valid_regs)",

@@ -1,7 +1,6 @@
-using System.ComponentModel;
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using Csvmm.TestSupport;
 
 namespace Csvmm.Kvm.Tests;
 
@@ -26,40 +25,20 @@ internal sealed class CFacts(IReadOnlyDictionary<string, long?> values)
 }
 
 /// <summary>
-/// Writes a C program that prints every queried expression, compiles it with gcc against the installed
-/// linux-libc-dev headers in a temporary directory, runs it, and parses its output.
+/// Writes a C program that prints every queried expression, compiles and runs it with <see cref="Gcc.CompileAndRun"/>
+/// against the installed linux-libc-dev headers, and parses its output.
 /// </summary>
 internal static class CProbe
 {
     private const string KvmHeader = "/usr/include/linux/kvm.h";
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
     public static CFacts Evaluate(IReadOnlyList<CQuery> queries)
     {
         if (!File.Exists(KvmHeader))
             throw new InvalidOperationException($"{KvmHeader} is missing: install linux-libc-dev (./build.sh does)");
 
-        DirectoryInfo dir = Directory.CreateTempSubdirectory("csvmm-kvm-probe-");
-        try
-        {
-            string source = Path.Combine(dir.FullName, "probe.c");
-            string exe = Path.Combine(dir.FullName, "probe");
-            File.WriteAllText(source, Generate(queries));
-
-            (int gccExit, _, string gccErr) = Exec("gcc", ["-std=gnu11", "-Wall", "-Werror", "-O0", "-o", exe, source],
-                "gcc is not installed: the KVM binding tests compile C against <linux/kvm.h>; run ./build.sh (it installs gcc and linux-libc-dev)");
-            if (gccExit != 0)
-                throw new InvalidOperationException($"gcc could not compile the layout probe (a C# binding names a field <linux/kvm.h> lacks?): {FirstErrors(gccErr)}");
-
-            (int runExit, string output, string runErr) = Exec(exe, [], "the compiled layout probe could not be started");
-            if (runExit != 0)
-                throw new InvalidOperationException($"the layout probe exited with status {runExit}: {runErr.Trim()}");
-            return new CFacts(Parse(queries, output));
-        }
-        finally
-        {
-            dir.Delete(recursive: true);
-        }
+        string output = Gcc.CompileAndRun(Generate(queries), "the KVM layout probe (a C# binding names a field <linux/kvm.h> lacks?)");
+        return new CFacts(Parse(queries, output));
     }
 
     /// <summary>Query i is printed as "i value", or "i ?" for an undefined macro; indexes avoid quoting C text.</summary>
@@ -111,48 +90,5 @@ internal static class CProbe
         if (values.Count != queries.Distinct().Count())
             throw new InvalidOperationException($"the layout probe printed {values.Count} values for {queries.Count} queries");
         return values;
-    }
-
-    private static (int Exit, string Stdout, string Stderr) Exec(string file, string[] args, string notFoundMessage)
-    {
-        var psi = new ProcessStartInfo(file)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string a in args) psi.ArgumentList.Add(a);
-
-        Process process;
-        try
-        {
-            process = Process.Start(psi) ?? throw new InvalidOperationException(notFoundMessage);
-        }
-        catch (Win32Exception e)
-        {
-            throw new InvalidOperationException($"{notFoundMessage} ({e.Message})", e);
-        }
-
-        using (process)
-        {
-            Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-            Task<string> stderr = process.StandardError.ReadToEndAsync();
-            if (!process.WaitForExit(Timeout))
-            {
-                process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"{Path.GetFileName(file)} did not finish within {Timeout.TotalSeconds} s");
-            }
-            return (process.ExitCode, stdout.GetAwaiter().GetResult(), stderr.GetAwaiter().GetResult());
-        }
-    }
-
-    private static string FirstErrors(string gccStderr)
-    {
-        string[] errors = gccStderr.Split('\n')
-            .Where(l => l.Contains("error", StringComparison.Ordinal))
-            .Select(l => l.Trim())
-            .Take(5)
-            .ToArray();
-        return errors.Length > 0 ? string.Join(" | ", errors) : gccStderr.Trim();
     }
 }

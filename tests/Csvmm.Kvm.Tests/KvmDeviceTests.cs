@@ -1,4 +1,7 @@
 using System.Runtime.InteropServices;
+using Csvmm.TestSupport;
+
+using Csvmm.Sys;
 
 namespace Csvmm.Kvm.Tests;
 
@@ -9,7 +12,6 @@ namespace Csvmm.Kvm.Tests;
 /// </summary>
 public sealed unsafe class KvmDeviceTests
 {
-    private const string DevKvm = "/dev/kvm";
     private const uint MsrSysenterCs = 0x174;
 
     [Fact]
@@ -149,7 +151,33 @@ public sealed unsafe class KvmDeviceTests
                 KvmVcpuEvents events = vcpu.GetVcpuEvents();
                 Assert.Equal(0, events.exception_injected);
                 Assert.Equal(0, events.triple_fault_pending);
+
+                // The state a snapshot carries: each read back and written again unchanged.
+                KvmXsave xsave = vcpu.GetXsave();
+                Assert.Equal(0x37Fu, xsave.region[0] & 0xFFFF); // the FXSAVE image's FCW
+                vcpu.SetXsave(xsave);
+                KvmXcrs xcrs = vcpu.GetXcrs();
+                Assert.InRange(xcrs.nr_xcrs, 0u, (uint)KvmXcrs.MaxXcrs);
+                if (xcrs.nr_xcrs > 0)                           // a host with XSAVE: XCR0 first, x87 always set
+                {
+                    Assert.Equal(0u, xcrs.Get(0).Xcr);
+                    Assert.Equal(1ul, xcrs.Get(0).Value & 1);
+                }
+                vcpu.SetXcrs(xcrs);
+                KvmDebugregs dr = vcpu.GetDebugregs();
+                Assert.Equal(0x400ul, dr.dr7);                 // DR7's reset value
+                vcpu.SetDebugregs(dr);
             }
+            foreach (uint chip in new[] { KvmIrqRoutingEntry.IrqchipPicMaster, KvmIrqRoutingEntry.IrqchipPicSlave, KvmIrqRoutingEntry.IrqchipIoapic })
+            {
+                KvmIrqchip state = vm.GetIrqchip(chip);
+                Assert.Equal(chip, state.chip_id);
+                vm.SetIrqchip(state);
+            }
+            KvmPitState2 pit = vm.GetPit2();
+            vm.SetPit2(pit);
+            KvmClockData clock = vm.GetClock();
+            vm.SetClock(new KvmClockData { clock = clock.clock });
 
             Assert.True(vm.SetIrqLine(4, true), "KVM_IRQ_LINE refused");
             Assert.True(vm.SetIrqLine(4, false), "KVM_IRQ_LINE refused");
@@ -266,9 +294,8 @@ public sealed unsafe class KvmDeviceTests
 
     private static Kvm OpenKvm()
     {
-        if (!File.Exists(DevKvm))
-            Assert.Fail($"{DevKvm} is missing: csvmm's KVM tests need a host with KVM and fail (never skip) without it");
-        return Kvm.Open(DevKvm);
+        HostRequirements.RequireKvm("the KVM binding tests issue their ioctls against it");
+        return Kvm.Open(HostRequirements.DevKvm);
     }
 
     private static KvmRunView RunToExit(KvmVcpu vcpu, KvmExitReason expected)
@@ -302,15 +329,16 @@ public sealed unsafe class KvmDeviceTests
     private sealed class Watchdog : IDisposable
     {
         private readonly Timer _timer;
+        private readonly KickTarget _target = VcpuKick.NewTarget();
 
         public Watchdog(KvmVcpu vcpu, TimeSpan timeout)
         {
             VcpuKick.Install();
-            nuint thread = VcpuKick.CurrentThread();
+            _target.Enter(); // the test's own thread runs the vCPU
             _timer = new Timer(_ =>
             {
                 vcpu.ImmediateExit = true;
-                VcpuKick.Kick(thread);
+                _target.Kick();
             }, null, timeout, Timeout.InfiniteTimeSpan);
         }
 
@@ -318,6 +346,7 @@ public sealed unsafe class KvmDeviceTests
         {
             using var done = new ManualResetEvent(false);
             if (_timer.Dispose(done)) done.WaitOne();
+            _target.Leave();
         }
     }
 }

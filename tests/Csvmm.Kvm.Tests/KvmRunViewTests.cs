@@ -1,20 +1,16 @@
 using System.Buffers.Binary;
+using Csvmm.TestSupport;
+using static Csvmm.TestSupport.KvmRunOffsets;
 
 namespace Csvmm.Kvm.Tests;
 
 /// <summary>
-/// KvmRunView over a fake kvm_run page (a byte array). The page is filled at the byte offsets
-/// &lt;linux/kvm.h&gt; gives on x86-64 (written out here as literals; LayoutTests proves them against gcc).
+/// KvmRunView over a fake kvm_run page (a byte array) from <see cref="FakeKvmRun"/>, filled at the byte offsets
+/// &lt;linux/kvm.h&gt; gives on x86-64 (<see cref="KvmRunOffsets"/>: literals; LayoutTests proves the C# structs against gcc).
 /// </summary>
 public sealed class KvmRunViewTests
 {
-    private const int PageSize = 4096;
-
-    // struct kvm_run offsets (x86-64).
-    private const int RequestInterruptWindow = 0, ImmediateExit = 1, ExitReason = 8;
-    private const int ReadyForInjection = 12, IfFlag = 13, Flags = 14, Cr8 = 16, ApicBase = 24;
-    private const int IoDirection = 32, IoSize = 33, IoPort = 34, IoCount = 36, IoDataOffset = 40;
-    private const int MmioPhysAddr = 32, MmioData = 40, MmioLen = 48, MmioIsWrite = 52;
+    private const int PageSize = FakeKvmRun.PageSize;
 
     [Fact]
     public void HeaderFieldsReadTheirBytes()
@@ -101,12 +97,7 @@ public sealed class KvmRunViewTests
     [InlineData(0u, 0)]
     public void MmioDataIsTheUnionsDataCappedAtEightBytes(uint len, int expectedLength)
     {
-        byte[] page = new byte[PageSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(ExitReason), (uint)KvmExitReason.Mmio);
-        BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(MmioPhysAddr), 0xFEC0_0010);
-        for (int i = 0; i < 8; i++) page[MmioData + i] = (byte)(0x10 + i);
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(MmioLen), len);
-        page[MmioIsWrite] = 1;
+        byte[] page = FakeKvmRun.Mmio(0xFEC0_0010, len, isWrite: true, data: 0x1716_1514_1312_1110);
 
         var view = new KvmRunView(page);
 
@@ -132,10 +123,10 @@ public sealed class KvmRunViewTests
     public unsafe void InternalErrorFailEntryAndSystemEventReadTheUnion()
     {
         byte[] page = new byte[PageSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(32), 1);              // suberror / type
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(36), 2);              // ndata
-        BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(40), 0x1122_3344);    // data[0] / cpu
-        BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(48), 0x5566);         // data[1]
+        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(ExitUnion), 1);              // suberror / type
+        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(ExitUnion + 4), 2);          // ndata
+        BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(ExitUnion + 8), 0x1122_3344);  // data[0] / cpu
+        BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(ExitUnion + 16), 0x5566);      // data[1]
 
         var view = new KvmRunView(page);
 
@@ -156,15 +147,6 @@ public sealed class KvmRunViewTests
         _ = new KvmRunView(new byte[KvmRunLayout.KvmValidRegs + 16]);
     }
 
-    private static byte[] IoPage(byte direction, byte size, ushort port, uint count, ulong dataOffset)
-    {
-        byte[] page = new byte[PageSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(ExitReason), (uint)KvmExitReason.Io);
-        page[IoDirection] = direction;
-        page[IoSize] = size;
-        BinaryPrimitives.WriteUInt16LittleEndian(page.AsSpan(IoPort), port);
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(IoCount), count);
-        BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(IoDataOffset), dataOffset);
-        return page;
-    }
+    private static byte[] IoPage(byte direction, byte size, ushort port, uint count, ulong dataOffset) =>
+        FakeKvmRun.Io(direction, size, port, count, dataOffset);
 }

@@ -1,5 +1,7 @@
 using static Csvmm.Virtio.Virtq;
 
+using Csvmm.TestSupport;
+
 namespace Csvmm.Virtio.Tests;
 
 [Collection(AllocationCollection.Name)]

@@ -1,9 +1,12 @@
 using System.Buffers.Binary;
 using Csvmm.Block;
-using Csvmm.Kvm;
 using Csvmm.Memory;
 using static Csvmm.Virtio.Virtq;
 using static Csvmm.Virtio.VirtioBlkConstants;
+
+using Csvmm.Sys;
+
+using Csvmm.TestSupport;
 
 namespace Csvmm.Virtio.Tests;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Csvmm.Block;
-using Csvmm.Kvm;
+
+using Csvmm.Sys;
 
 namespace Csvmm.Virtio.Tests;
 

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 
+using Csvmm.Devices.State;
+
 namespace Csvmm.Devices.Legacy;
 
 /// <summary>
@@ -20,7 +22,7 @@ namespace Csvmm.Devices.Legacy;
 /// the event block: there is no host timer, so a guest that waits for a timer-overflow SCI without touching the
 /// registers never gets one (Linux uses the PM timer only as a clock source).</para>
 /// </remarks>
-public sealed class AcpiPm
+public sealed class AcpiPm : IStatefulDevice
 {
     /// <summary>PM timer frequency in Hz.</summary>
     public const long TimerFrequency = 3_579_545;
@@ -61,7 +63,7 @@ public sealed class AcpiPm
     private readonly int _s5SleepType;
     private readonly Func<long> _ticks;
     private readonly long _ticksPerSecond;
-    private readonly long _startTicks;
+    private long _startTicks; // moved by LoadState so the PM timer continues from the saved count
 
     private ushort _status;
     private ushort _enable;
@@ -154,10 +156,60 @@ public sealed class AcpiPm
         }
     }
 
+    /// <inheritdoc/>
+    public string StateKind => "acpi-pm";
+
+    /// <inheritdoc/>
+    /// <remarks>Version 1: PM1_STS, PM1_EN, PM1_CNT, the PM timer count (3.579545 MHz ticks, not truncated) and its
+    /// last carry epoch. The timer goes on from the saved count, whatever the new host's clock says.</remarks>
+    public ushort StateVersion => 1;
+
+    /// <inheritdoc/>
+    public void SaveState(StateWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        lock (_lock)
+        {
+            CheckTimerCarry();
+            writer.U16(_status);
+            writer.U16(_enable);
+            writer.U16(_controlRegister);
+            writer.U64((ulong)TimerCount());
+            writer.U64((ulong)_lastTimerEpoch);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void LoadState(ReadOnlySpan<byte> state, ushort version)
+    {
+        var r = new StateReader(state, StateKind);
+        r.Check(version == 1, $"version {version} is not one this csvmm reads");
+        ushort status = r.U16(), enable = r.U16(), control = r.U16();
+        ulong count = r.U64(), epoch = r.U64();
+        r.End();
+        r.Check((status & ~StatusMask) == 0, $"PM1_STS 0x{status:x4} has bits this PM block does not have");
+        r.Check((enable & ~EnableMask) == 0, $"PM1_EN 0x{enable:x4} has bits this PM block does not have");
+        r.Check((control & ~(BusMasterReload | SleepTypeMask | SciEnable)) == 0 && (control & SciEnable) != 0,
+            $"PM1_CNT 0x{control:x4} is not a value this PM block holds");
+        // A count above ~80 000 years of uptime is hostile (and would overflow the tick arithmetic below).
+        r.Check(count < (1UL << 53), $"PM timer count {count} is out of range");
+        r.Check(epoch <= count >> 23, "the PM timer carry epoch is ahead of its count");
+        long hostTicks = (long)((UInt128)count * (ulong)_ticksPerSecond / TimerFrequency);
+        lock (_lock)
+        {
+            _status = status;
+            _enable = enable;
+            _controlRegister = control;
+            Volatile.Write(ref _startTicks, _ticks() - hostTicks);
+            _lastTimerEpoch = (long)epoch;
+            UpdateSci();
+        }
+    }
+
     /// <summary>Timer ticks since construction, not truncated.</summary>
     private long TimerCount()
     {
-        long elapsed = _ticks() - _startTicks;
+        long elapsed = _ticks() - Volatile.Read(ref _startTicks);
         if (elapsed <= 0) return 0;
         return (long)((UInt128)(ulong)elapsed * TimerFrequency / (ulong)_ticksPerSecond);
     }

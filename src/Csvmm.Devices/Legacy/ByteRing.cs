@@ -63,4 +63,21 @@ internal sealed class ByteRing
         _head = 0;
         _count = 0;
     }
+
+    /// <summary>The queued bytes, oldest first (for a saved state; allocates: control path only).</summary>
+    public byte[] ToArray()
+    {
+        var bytes = new byte[_count];
+        for (int i = 0; i < _count; i++) bytes[i] = _buffer[(_head + i) % _buffer.Length];
+        return bytes;
+    }
+
+    /// <summary>Replaces the contents with <paramref name="data"/>, which must fit.</summary>
+    public void Reload(ReadOnlySpan<byte> data)
+    {
+        if (data.Length > _buffer.Length) throw new ArgumentException("more bytes than the ring holds", nameof(data));
+        Clear();
+        data.CopyTo(_buffer);
+        _count = data.Length;
+    }
 }

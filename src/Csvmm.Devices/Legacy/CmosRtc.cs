@@ -1,3 +1,5 @@
+using Csvmm.Devices.State;
+
 namespace Csvmm.Devices.Legacy;
 
 /// <summary>
@@ -21,7 +23,7 @@ namespace Csvmm.Devices.Legacy;
 /// reads 0x80 (valid RAM and time).</para>
 /// <para>Memory size bytes are set by the constructor as QEMU lays them out for SeaBIOS (see the constructor).</para>
 /// </remarks>
-public sealed class CmosRtc : IBusDevice
+public sealed class CmosRtc : IBusDevice, IStatefulDevice
 {
     /// <summary>Number of I/O ports (index, data).</summary>
     public const int PortCount = 2;
@@ -116,6 +118,61 @@ public sealed class CmosRtc : IBusDevice
         _cmos[0x2F] = (byte)sum;
 
         _lastEvaluatedTicks = GuestTicks();
+    }
+
+    /// <inheritdoc/>
+    public string StateKind => "cmos-rtc";
+
+    /// <inheritdoc/>
+    /// <remarks>Version 1: the 128 bytes of CMOS RAM (NVRAM and held clock registers), the index, the NMI mask, the
+    /// guest clock's offset from host time, the guest time register C was last brought up to date at, and register C.
+    /// Like QEMU's default RTC (base=utc, clock=host), the restored clock keeps the saved offset from host time.</remarks>
+    public ushort StateVersion => 1;
+
+    /// <inheritdoc/>
+    public void SaveState(StateWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        lock (_lock)
+        {
+            Evaluate();
+            writer.Bytes(_cmos);
+            writer.U8(_index);
+            writer.Bool(_nmiDisabled);
+            writer.U64((ulong)_offsetTicks);
+            writer.U64((ulong)_lastEvaluatedTicks);
+            writer.U8(_flags);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void LoadState(ReadOnlySpan<byte> state, ushort version)
+    {
+        var r = new StateReader(state, StateKind);
+        r.Check(version == 1, $"version {version} is not one this csvmm reads");
+        ReadOnlySpan<byte> cmos = r.Bytes(Size);
+        byte index = r.U8();
+        bool nmi = r.Bool();
+        long offset = (long)r.U64(), lastEvaluated = (long)r.U64();
+        byte flags = r.U8();
+        r.End();
+        r.Check(cmos.Length == Size, $"{cmos.Length} bytes of CMOS RAM, not {Size}");
+        r.Check(index < Size, $"CMOS index 0x{index:x2} is past its 128 bytes");
+        r.Check((flags & ~(CIrq | CInterruptSources)) == 0, $"register C 0x{flags:x2} has bits the RTC does not set");
+        long span = DateTime.MaxValue.Ticks;
+        r.Check(offset > -span && offset < span, "the guest clock offset is more than the calendar holds");
+        r.Check(lastEvaluated >= 0 && lastEvaluated <= span, "the last evaluation time is not a date");
+        lock (_lock)
+        {
+            cmos.CopyTo(_cmos);
+            _index = index;
+            _nmiDisabled = nmi;
+            _offsetTicks = offset;
+            // Flags are worked out from how far the clock moved since: never from a point in the guest's future.
+            _lastEvaluatedTicks = Math.Min(lastEvaluated, GuestTicks());
+            _flags = flags;
+            UpdateIrq();
+        }
     }
 
     /// <summary>Whether the guest last wrote the index port with bit 7 set (NMI masked).</summary>

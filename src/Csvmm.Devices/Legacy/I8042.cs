@@ -1,3 +1,5 @@
+using Csvmm.Devices.State;
+
 namespace Csvmm.Devices.Legacy;
 
 /// <summary>
@@ -16,7 +18,7 @@ namespace Csvmm.Devices.Legacy;
 /// <para>Not modelled: scan-code translation of key data (there is none), the input port (0xC0), password and
 /// test-mode commands, timeouts and parity errors. A20 is recorded in the output port but has no effect.</para>
 /// </remarks>
-public sealed class I8042
+public sealed class I8042 : IStatefulDevice
 {
     // Status register (port 0x64 read).
     private const byte StatusOutputFull = 0x01, StatusSystem = 0x04, StatusLastWasCommand = 0x08,
@@ -430,6 +432,102 @@ public sealed class I8042
         _outputFull = true;
         _outputData = value;
         _outputFromAux = fromAux;
+    }
+
+    /// <inheritdoc/>
+    public string StateKind => "i8042";
+
+    /// <inheritdoc/>
+    /// <remarks>Version 1: controller RAM (32 bytes, byte 0 the command byte), output port, pending controller command,
+    /// last-write-was-command, the output buffer (full, data, from aux), a pending reply, the keyboard's and the aux
+    /// device's queues (at most 16 bytes each), their pending commands and last bytes, the scan code set, the LEDs,
+    /// and the mouse's reporting, remote, wrap and scaling modes, resolution and sample rate.</remarks>
+    public ushort StateVersion => 1;
+
+    /// <inheritdoc/>
+    public void SaveState(StateWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        lock (_lock)
+        {
+            writer.Bytes(_ram);
+            writer.U8(_outputPort);
+            writer.U8(_pendingCommand);
+            writer.Bool(_lastWriteWasCommand);
+            writer.Bool(_outputFull);
+            writer.U8(_outputData);
+            writer.Bool(_outputFromAux);
+            writer.Bool(_replyPending);
+            writer.U8(_replyData);
+            writer.Bool(_replyFromAux);
+            writer.Bytes(_keyboardQueue.ToArray());
+            writer.Bytes(_auxQueue.ToArray());
+            writer.U8(_keyboardArgumentFor);
+            writer.U8(_keyboardLast);
+            writer.U8((byte)_scanCodeSet);
+            writer.U8(_leds);
+            writer.U8(_auxArgumentFor);
+            writer.U8(_auxLast);
+            writer.Bool(_auxReporting);
+            writer.Bool(_auxRemote);
+            writer.Bool(_auxWrap);
+            writer.Bool(_auxScaling21);
+            writer.U8(_auxResolution);
+            writer.U8(_auxSampleRate);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void LoadState(ReadOnlySpan<byte> state, ushort version)
+    {
+        var r = new StateReader(state, StateKind);
+        r.Check(version == 1, $"version {version} is not one this csvmm reads");
+        ReadOnlySpan<byte> ram = r.Bytes(32);
+        byte outputPort = r.U8(), pendingCommand = r.U8();
+        bool lastWasCommand = r.Bool(), outputFull = r.Bool();
+        byte outputData = r.U8();
+        bool outputFromAux = r.Bool(), replyPending = r.Bool();
+        byte replyData = r.U8();
+        bool replyFromAux = r.Bool();
+        ReadOnlySpan<byte> keyboardQueue = r.Bytes(DeviceQueueDepth), auxQueue = r.Bytes(DeviceQueueDepth);
+        byte keyboardArgumentFor = r.U8(), keyboardLast = r.U8(), scanCodeSet = r.U8(), leds = r.U8();
+        byte auxArgumentFor = r.U8(), auxLast = r.U8();
+        bool auxReporting = r.Bool(), auxRemote = r.Bool(), auxWrap = r.Bool(), auxScaling21 = r.Bool();
+        byte auxResolution = r.U8(), auxSampleRate = r.U8();
+        r.End();
+        r.Check(ram.Length == _ram.Length, $"{ram.Length} bytes of controller RAM, not {_ram.Length}");
+        r.Check(scanCodeSet is >= 1 and <= 3, $"scan code set {scanCodeSet} does not exist");
+        r.Check((leds & ~0x07) == 0, $"LED bits 0x{leds:x2} are not LEDs");
+        r.Check(auxResolution <= 3, $"mouse resolution {auxResolution} is not 0-3");
+        r.Check((outputPort & OutResetDeasserted) != 0, "the output port holds the CPU in reset");
+        lock (_lock)
+        {
+            ram.CopyTo(_ram);
+            _outputPort = outputPort;
+            _pendingCommand = pendingCommand;
+            _lastWriteWasCommand = lastWasCommand;
+            _outputFull = outputFull;
+            _outputData = outputData;
+            _outputFromAux = outputFromAux;
+            _replyPending = replyPending;
+            _replyData = replyData;
+            _replyFromAux = replyFromAux;
+            _keyboardQueue.Reload(keyboardQueue);
+            _auxQueue.Reload(auxQueue);
+            _keyboardArgumentFor = keyboardArgumentFor;
+            _keyboardLast = keyboardLast;
+            _scanCodeSet = scanCodeSet;
+            _leds = leds;
+            _auxArgumentFor = auxArgumentFor;
+            _auxLast = auxLast;
+            _auxReporting = auxReporting;
+            _auxRemote = auxRemote;
+            _auxWrap = auxWrap;
+            _auxScaling21 = auxScaling21;
+            _auxResolution = auxResolution;
+            _auxSampleRate = auxSampleRate;
+            UpdateIrqs();
+        }
     }
 
     private void UpdateIrqs()

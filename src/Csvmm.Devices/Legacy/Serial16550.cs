@@ -1,3 +1,5 @@
+using Csvmm.Devices.State;
+
 namespace Csvmm.Devices.Legacy;
 
 /// <summary>
@@ -24,7 +26,7 @@ namespace Csvmm.Devices.Legacy;
 /// treated as consecutive byte accesses. All state is guarded by one private lock shared with the host's input
 /// thread; the sink is called under it.</para>
 /// </remarks>
-public sealed class Serial16550 : IBusDevice
+public sealed class Serial16550 : IBusDevice, IStatefulDevice
 {
     /// <summary>Number of I/O ports the UART occupies.</summary>
     public const int RegisterCount = 8;
@@ -148,6 +150,75 @@ public sealed class Serial16550 : IBusDevice
         lock (_lock)
         {
             for (int i = 0; i < data.Length; i++) WriteRegister(offset + (ulong)i, data[i]);
+            UpdateIrq();
+        }
+    }
+
+    /// <inheritdoc/>
+    public string StateKind => "serial16550";
+
+    /// <inheritdoc/>
+    /// <remarks>Version 1: IER, LCR, MCR, SCR, DLL, DLM, LSR error bits, MSR inputs and deltas, the last received byte,
+    /// FIFO enable, the receive trigger level, the THR-empty interrupt, then the receive queue (at most 64 bytes).</remarks>
+    public ushort StateVersion => 1;
+
+    /// <inheritdoc/>
+    public void SaveState(StateWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        lock (_lock)
+        {
+            writer.U8(_ier);
+            writer.U8(_lcr);
+            writer.U8(_mcr);
+            writer.U8(_scr);
+            writer.U8(_dll);
+            writer.U8(_dlm);
+            writer.U8(_lineErrors);
+            writer.U8(_modemInputs);
+            writer.U8(_modemDeltas);
+            writer.U8(_lastReceived);
+            writer.Bool(_fifosEnabled);
+            writer.U8((byte)_rxTrigger);
+            writer.Bool(_thrEmptyPending);
+            writer.Bytes(_rx.ToArray());
+        }
+    }
+
+    /// <inheritdoc/>
+    public void LoadState(ReadOnlySpan<byte> state, ushort version)
+    {
+        var r = new StateReader(state, StateKind);
+        r.Check(version == 1, $"version {version} is not one this csvmm reads");
+        byte ier = r.U8(), lcr = r.U8(), mcr = r.U8(), scr = r.U8(), dll = r.U8(), dlm = r.U8();
+        byte lineErrors = r.U8(), modemInputs = r.U8(), modemDeltas = r.U8(), lastReceived = r.U8();
+        bool fifos = r.Bool();
+        byte trigger = r.U8();
+        bool thrEmpty = r.Bool();
+        ReadOnlySpan<byte> rx = r.Bytes(InputCapacity);
+        r.End();
+        r.Check((ier & ~IerMask) == 0, $"IER 0x{ier:x2} has bits no 16550 has");
+        r.Check((mcr & ~McrMask) == 0, $"MCR 0x{mcr:x2} has bits no 16550 has");
+        r.Check((lineErrors & ~0x1E) == 0, $"LSR error bits 0x{lineErrors:x2} are not errors");
+        r.Check((modemInputs & 0x0F) == 0 && (modemDeltas & 0xF0) == 0, "MSR inputs and deltas are mixed up");
+        r.Check(TriggerLevels.Contains(trigger), $"receive trigger level {trigger} is not 1, 4, 8 or 14");
+        r.Check((mcr & McrLoop) == 0 || rx.Length <= (fifos ? FifoDepth : 1), "more looped-back bytes than the receiver holds");
+        lock (_lock)
+        {
+            _ier = ier;
+            _lcr = lcr;
+            _mcr = mcr;
+            _scr = scr;
+            _dll = dll;
+            _dlm = dlm;
+            _lineErrors = lineErrors;
+            _modemInputs = modemInputs;
+            _modemDeltas = modemDeltas;
+            _lastReceived = lastReceived;
+            _fifosEnabled = fifos;
+            _rxTrigger = trigger;
+            _thrEmptyPending = thrEmpty;
+            _rx.Reload(rx);
             UpdateIrq();
         }
     }

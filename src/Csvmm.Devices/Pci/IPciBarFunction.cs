@@ -9,9 +9,6 @@ namespace Csvmm.Devices.Pci;
 /// </summary>
 public interface IPciBarFunction : IPciFunction
 {
-    /// <summary>The function's configuration space: the router reads BARs and the command register from it.</summary>
-    PciConfigSpace Config { get; }
-
     /// <summary>The device behind BAR <paramref name="bar"/> (0-5), or null when that BAR decodes nothing.</summary>
     IBusDevice? GetBarDevice(int bar);
 }

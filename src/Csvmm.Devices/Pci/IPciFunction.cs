@@ -7,6 +7,9 @@ namespace Csvmm.Devices.Pci;
 /// </summary>
 public interface IPciFunction
 {
+    /// <summary>The function's configuration space (what the guest reads and writes; saved and loaded as its state).</summary>
+    PciConfigSpace Config { get; }
+
     /// <summary>Fills <paramref name="data"/> with the bytes at <paramref name="offset"/>; bytes past 255 read 0xFF.</summary>
     void ReadConfig(int offset, Span<byte> data);
 

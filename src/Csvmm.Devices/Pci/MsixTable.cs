@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Csvmm.Devices.State;
 
 namespace Csvmm.Devices.Pci;
 
@@ -19,7 +20,7 @@ namespace Csvmm.Devices.Pci;
 /// <see cref="Signal"/>. One short private lock orders them; nothing allocates after construction. The routing
 /// callbacks run under the lock, so a vector is never fired on a route that is being replaced.</para>
 /// </remarks>
-public sealed class MsixTable
+public sealed class MsixTable : IStatefulDevice
 {
     /// <summary>The MSI-X capability ID.</summary>
     public const byte CapabilityId = 0x11;
@@ -246,6 +247,69 @@ public sealed class MsixTable
             Array.Clear(_entries);
             Array.Clear(_pending);
             for (int v = 0; v < _count; v++) _entries[4 * v + 3] = VectorControlMask;
+        }
+    }
+
+    // ---- saved state ------------------------------------------------------------------------------------
+
+    /// <inheritdoc />
+    public string StateKind => "msix";
+
+    /// <inheritdoc />
+    public ushort StateVersion => 1;
+
+    /// <summary>
+    /// Version 1: the vector count (u16), Enable and Function Mask as the table last took them from Message Control
+    /// (bools), each entry's four dwords, the PBA's 64-bit words. The configuration space (with Message Control) is
+    /// saved apart, as <c>pci-config</c>; both come from one stopped machine, so they agree.
+    /// </summary>
+    public void SaveState(StateWriter writer)
+    {
+        lock (_lock)
+        {
+            writer.U16((ushort)_count);
+            writer.Bool(_enabled);
+            writer.Bool(_functionMasked);
+            foreach (uint e in _entries) writer.U32(e);
+            foreach (ulong p in _pending) writer.U64(p);
+        }
+    }
+
+    /// <summary>
+    /// Loads a saved table of the same size. Reserved Vector Control bits and pending bits past the last vector are
+    /// refused. Afterwards the routes are what the loaded entries say (all dropped when MSI-X is disabled), and a
+    /// pending vector that is no longer masked is delivered, as the hardware would have.
+    /// </summary>
+    public void LoadState(ReadOnlySpan<byte> state, ushort version)
+    {
+        var r = new StateReader(state, StateKind);
+        r.Check(version == 1, $"version {version}");
+        int count = r.U16();
+        r.Check(count == _count, $"{count} vectors (this table has {_count})");
+        bool enabled = r.Bool(), functionMasked = r.Bool();
+        var entries = new uint[_entries.Length];
+        for (int i = 0; i < entries.Length; i++)
+        {
+            entries[i] = r.U32();
+            if ((i & 3) == 3) r.Check((entries[i] & ~VectorControlMask) == 0, $"vector {i >> 2}'s reserved Vector Control bits");
+        }
+        var pending = new ulong[_pending.Length];
+        for (int i = 0; i < pending.Length; i++) pending[i] = r.U64();
+        int tail = _count & 63;
+        r.Check(tail == 0 || (pending[^1] >> tail) == 0, "pending bits past the last vector");
+        r.End();
+
+        lock (_lock)
+        {
+            if (_enabled)
+                for (int v = 0; v < _count; v++) _vectors.SetRoute(v, null);
+            entries.CopyTo(_entries, 0);
+            pending.CopyTo(_pending, 0);
+            _enabled = enabled;
+            _functionMasked = functionMasked;
+            if (!_enabled) return;
+            for (int v = 0; v < _count; v++) _vectors.SetRoute(v, MessageOf(v));
+            if (!_functionMasked) DeliverPending();
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Numerics;
+using Csvmm.Devices.State;
 
 namespace Csvmm.Devices.Pci;
 
@@ -15,7 +16,7 @@ namespace Csvmm.Devices.Pci;
 /// written. Device-side accessors (<c>Set*</c>, <c>Read*</c>, <c>Add*</c>) bypass the masks and throw on bad
 /// arguments (they are the device model's bugs). Every method takes one short private lock.
 /// </remarks>
-public sealed class PciConfigSpace
+public sealed class PciConfigSpace : IStatefulDevice
 {
     /// <summary>Size of a conventional configuration space.</summary>
     public const int Size = 256;
@@ -276,6 +277,47 @@ public sealed class PciConfigSpace
             _nextCapability = (offset + length + 3) & ~3;
             Put(StatusOffset, 2, Get(StatusOffset, 2) | StatusCapabilitiesList);
             return offset;
+        }
+    }
+
+    // ---- saved state ------------------------------------------------------------------------------------
+
+    /// <inheritdoc />
+    public string StateKind => "pci-config";
+
+    /// <inheritdoc />
+    public ushort StateVersion => 1;
+
+    /// <summary>Version 1: the 256 bytes of the space as the guest reads them (BARs, command, capabilities).</summary>
+    public void SaveState(StateWriter writer)
+    {
+        lock (_lock) writer.Bytes(_data);
+    }
+
+    /// <summary>
+    /// Loads the 256 bytes. The state must be of the same function: every bit the guest cannot write (identity,
+    /// class, header type, BAR type and size bits, capability layout) must equal this space's, except in the status
+    /// register, whose read-only bits the device itself reports. The owner re-derives what it decodes from the
+    /// registers afterwards (the BAR router's Refresh; the MSI-X enable bits).
+    /// </summary>
+    public void LoadState(ReadOnlySpan<byte> state, ushort version)
+    {
+        var r = new StateReader(state, StateKind);
+        r.Check(version == 1, $"version {version}");
+        ReadOnlySpan<byte> saved = r.Bytes(Size);
+        r.Check(saved.Length == Size, $"a {saved.Length}-byte configuration space");
+        r.End();
+        lock (_lock)
+        {
+            for (int o = 0; o < Size; o++)
+            {
+                if (o is StatusOffset or StatusOffset + 1) continue;
+                int fixedBits = ~(_writable[o] | _writeOneToClear[o]) & 0xFF;
+                if (((saved[o] ^ _data[o]) & fixedBits) != 0)
+                    throw new DeviceStateException(
+                        $"pci-config: byte 0x{o:x2} differs in bits the guest cannot write (0x{saved[o]:x2}, this function has 0x{_data[o]:x2}): a state of another function");
+            }
+            saved.CopyTo(_data);
         }
     }
 

@@ -1,7 +1,7 @@
 using Csvmm.Acpi;
 using Csvmm.Acpi.Aml;
 
-namespace Csvmm.Boot.Tests.Acpi;
+namespace Csvmm.Acpi.Tests;
 
 public sealed class AmlEncoderTests
 {

@@ -1,9 +1,11 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Csvmm.Acpi;
-using static Csvmm.Boot.Tests.Acpi.GuestAcpi;
+using static Csvmm.Acpi.Tests.GuestAcpi;
 
-namespace Csvmm.Boot.Tests.Acpi;
+using Csvmm.Boot;
+
+namespace Csvmm.Acpi.Tests;
 
 /// <summary>
 /// An independent oracle: ACPICA's own tools (Debian acpica-tools) read csvmm's tables. iasl disassembles every

@@ -1,8 +1,10 @@
 using Csvmm.Acpi;
 using Csvmm.Memory;
-using static Csvmm.Boot.Tests.Acpi.GuestAcpi;
+using static Csvmm.Acpi.Tests.GuestAcpi;
 
-namespace Csvmm.Boot.Tests.Acpi;
+using Csvmm.Boot;
+
+namespace Csvmm.Acpi.Tests;
 
 public sealed class AcpiTablesTests
 {

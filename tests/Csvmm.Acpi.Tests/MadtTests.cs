@@ -1,7 +1,7 @@
 using Csvmm.Acpi.Tables;
-using static Csvmm.Boot.Tests.Acpi.GuestAcpi;
+using static Csvmm.Acpi.Tests.GuestAcpi;
 
-namespace Csvmm.Boot.Tests.Acpi;
+namespace Csvmm.Acpi.Tests;
 
 /// <summary>MADT structures at the offsets of ACPI 6.3 section 5.2.12.</summary>
 public sealed class MadtTests

@@ -1,8 +1,8 @@
 using Csvmm.Acpi;
 using Csvmm.Acpi.Tables;
-using static Csvmm.Boot.Tests.Acpi.GuestAcpi;
+using static Csvmm.Acpi.Tests.GuestAcpi;
 
-namespace Csvmm.Boot.Tests.Acpi;
+namespace Csvmm.Acpi.Tests;
 
 /// <summary>The DSDT's namespace, read back with the test's own AML decoder.</summary>
 public sealed class DsdtTests

@@ -1,9 +1,9 @@
 using Csvmm.Acpi;
 using Csvmm.Acpi.Tables;
 using Csvmm.Memory;
-using static Csvmm.Boot.Tests.Acpi.GuestAcpi;
+using static Csvmm.Acpi.Tests.GuestAcpi;
 
-namespace Csvmm.Boot.Tests.Acpi;
+namespace Csvmm.Acpi.Tests;
 
 /// <summary>FADT fields at the offsets of ACPI 6.3 table 5-33.</summary>
 public sealed class FadtTests

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 
-namespace Csvmm.Boot.Tests.Acpi;
+namespace Csvmm.Acpi.Tests;
 
 /// <summary>A decoded Name(path, value).</summary>
 internal sealed record DecodedName(string Path, object Value);

@@ -3,7 +3,9 @@ using System.Text;
 using Csvmm.Acpi;
 using Csvmm.Memory;
 
-namespace Csvmm.Boot.Tests.Acpi;
+using Csvmm.Boot;
+
+namespace Csvmm.Acpi.Tests;
 
 /// <summary>csvmm's ACPI configuration, taken from <see cref="Layout"/> the way the machine builder takes it.</summary>
 internal static class AcpiTestPlatform
