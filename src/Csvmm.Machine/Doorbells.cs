@@ -2,6 +2,8 @@ using Csvmm.Devices.Pci;
 using Csvmm.Kvm;
 using Serilog;
 
+using Csvmm.Sys;
+
 namespace Csvmm.Machine;
 
 /// <summary>A register in a BAR whose guest writes should signal an eventfd inside KVM (KVM_IOEVENTFD), never exiting.</summary>

@@ -1,17 +1,19 @@
 using Csvmm.Devices.Pci;
 using Csvmm.Kvm;
 
+using Csvmm.Sys;
+
 namespace Csvmm.Machine;
 
 /// <summary>
-/// The VM's whole GSI routing table: the PC's fixed PIC/IOAPIC routes (<see cref="KvmVm.PcRouting"/>) plus one MSI
+/// The VM's whole GSI routing table: the PC's fixed PIC/IOAPIC routes (<see cref="X86.PcInterruptRouting"/>) plus one MSI
 /// route per MSI-X vector that the guest has programmed. KVM_SET_GSI_ROUTING replaces the table, so every change
 /// rewrites all of it. GSIs for MSI vectors are handed out above the IOAPIC's 24 pins.
 /// </summary>
 public sealed class GsiRoutes
 {
     /// <summary>First GSI handed out for MSI vectors (the IOAPIC has 24 pins).</summary>
-    public const uint FirstMsiGsi = 24;
+    public const uint FirstMsiGsi = X86.PcInterruptRouting.IoApicPins;
 
     private readonly KvmVm _vm;
     private readonly KvmIrqRoutingEntry[] _fixed;
@@ -23,7 +25,7 @@ public sealed class GsiRoutes
     public GsiRoutes(KvmVm vm)
     {
         _vm = vm;
-        _fixed = KvmVm.PcRouting();
+        _fixed = X86.PcInterruptRouting.Entries();
         int max = vm.CheckExtension(KvmCap.IrqRouting);
         _limit = max > 0 ? (uint)max : 1024;
     }

@@ -17,7 +17,10 @@ public enum DiskInterface { Virtio, Ide }
 public sealed record AttachedDisk(DiskInterface Interface, IDiskBackend Backend, string Name);
 public enum DiskCache { Writeback, None }
 
-/// <summary>Everything needed to build a VM. Validated by the CLI; the machine re-checks what it relies on.</summary>
+/// <summary>
+/// Everything needed to build a VM: the data (<see cref="Spec"/>) plus the host resources — opened disks, the KVM
+/// device, test seams. Validated by the CLI; the machine re-checks what it relies on.
+/// </summary>
 public sealed record MachineConfig
 {
     public string? Kernel { get; init; }
@@ -35,4 +38,18 @@ public sealed record MachineConfig
     public string KvmDevice { get; init; } = "/dev/kvm";
     /// <summary>Test and embedding seam: registers extra devices on the VM's buses before they are frozen.</summary>
     public Action<VirtualMachine>? ExtraDevices { get; init; }
+
+    /// <summary>The data half of this configuration (what a snapshot records): everything but the host resources.</summary>
+    public MachineSpec Spec => new()
+    {
+        Kernel = Kernel, Initrd = Initrd, Append = Append, Firmware = Firmware, Disks = Disks,
+        MemoryBytes = MemoryBytes, Cpus = Cpus, NoReboot = NoReboot, Timeout = Timeout,
+    };
+
+    /// <summary>A configuration for <paramref name="spec"/>; the caller adds the host resources (opened disks) with <c>with</c>.</summary>
+    public static MachineConfig For(MachineSpec spec) => new()
+    {
+        Kernel = spec.Kernel, Initrd = spec.Initrd, Append = spec.Append, Firmware = spec.Firmware, Disks = spec.Disks,
+        MemoryBytes = spec.MemoryBytes, Cpus = spec.Cpus, NoReboot = spec.NoReboot, Timeout = spec.Timeout,
+    };
 }

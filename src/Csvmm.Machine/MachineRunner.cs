@@ -1,4 +1,5 @@
 using Csvmm.Devices;
+using Csvmm.Kvm;
 using Serilog;
 
 namespace Csvmm.Machine;
@@ -16,9 +17,16 @@ public sealed class MachineRunner
     private volatile VirtualMachine? _current;
     private VmOutcome? _pendingStop;
     private readonly object _lock = new();
+    private bool _paused;
+    private volatile string _status = "prelaunch";
 
-    public MachineRunner(MachineConfig config, ILogger log, ISerialOutput serialOut)
+    private Snapshot.SnapshotReader? _incoming;
+
+    /// <param name="incoming">A snapshot the first boot is restored from (the machine is built from its spec, then loaded
+    /// with it before any vCPU runs); later resets boot normally.</param>
+    public MachineRunner(MachineConfig config, ILogger log, ISerialOutput serialOut, Snapshot.SnapshotReader? incoming = null)
     {
+        _incoming = incoming;
         _config = config;
         _log = log;
         _serialOut = serialOut;
@@ -27,31 +35,136 @@ public sealed class MachineRunner
     /// <summary>Number of VM builds (1 + resets).</summary>
     public int Boots { get; private set; }
 
+    /// <summary>Reads the boot files once (a bad one is a BootException before KVM is opened), then boots until the guest ends.</summary>
     public VmOutcome Run()
     {
+        BootImages images = BootImages.Read(_config);
         DateTime? deadline = _config.Timeout is { } t ? DateTime.UtcNow + t : null;
         while (true)
         {
-            using var vm = VirtualMachine.Create(_config, _log, _serialOut);
+            bool startPaused;
+            lock (_lock) startPaused = _paused;
+            using var vm = VirtualMachine.Create(_config, images, _log, _serialOut, startPaused);
+            if (_incoming is { } snapshot)
+            {
+                _incoming = null;
+                var started = DateTime.UtcNow;
+                Snapshot.MachineSnapshot.Load(vm, snapshot);
+                _log.Information("restored from snapshot {Path} in {Ms:0.0} ms", snapshot.Path, (DateTime.UtcNow - started).TotalMilliseconds);
+            }
             Boots++;
             lock (_lock)
             {
                 _current = vm;
                 if (_pendingStop is not null) vm.RequestStop(_pendingStop);
+                if (_paused) vm.Pause.Pause(() => { }, TimeSpan.Zero); // a pause that came while this VM was being built
+                else vm.ResumeVcpus();
+                _status = _paused ? "paused" : "running";
             }
             TimeSpan? left = deadline is { } d ? (d - DateTime.UtcNow) is var l && l > TimeSpan.Zero ? l : TimeSpan.Zero : null;
             var outcome = vm.Run(left);
             if (outcome.Kind == VmExitKind.Timeout && _config.Timeout is { } total)
                 outcome = outcome with { Reason = $"timeout after {total.TotalSeconds:0.#} s" };
             lock (_lock) _current = null;
+            Event?.Invoke(outcome.Kind == VmExitKind.Reset ? "RESET" : "SHUTDOWN", outcome.Reason);
             _log.Information("VM stopped: {Kind} ({Reason}); {Exits} exits", outcome.Kind, outcome.Reason, vm.TotalExits);
+            foreach (var v in vm.Vcpus)
+                if (v.Emulator.Total > 0)
+                    _log.Information("vCPU {Id} emulated {Total} instructions KVM could not run: {Counts}", v.Vcpu.Id, v.Emulator.Total,
+                        string.Join(", ", v.Emulator.Counts().Select(c => $"{c.Name} {c.Count}")));
             if (outcome.Kind == VmExitKind.Reset && !_config.NoReboot)
             {
                 _log.Information("guest reset: rebooting");
                 continue;
             }
+            _status = outcome.Kind is VmExitKind.Crashed or VmExitKind.KvmError ? "internal-error" : "shutdown";
             return outcome;
         }
+    }
+
+    /// <summary>Machine events for the control interface: ("RESET", reason) when the guest or the host reset it,
+    /// ("SHUTDOWN", reason) when it ended. Raised on the thread that runs <see cref="Run"/>.</summary>
+    public event Action<string, string>? Event;
+
+    /// <summary>QEMU's run state: prelaunch, running, paused, shutdown, internal-error.</summary>
+    public string Status => _status;
+
+    /// <summary>Stops every vCPU at an exit boundary (and keeps a VM built after a reset stopped). True once they are all parked.</summary>
+    public bool Pause(TimeSpan timeout)
+    {
+        VirtualMachine? vm;
+        lock (_lock)
+        {
+            _paused = true;
+            vm = _current;
+            if (vm is null) return true;
+            _status = "paused";
+        }
+        return vm.PauseVcpus(timeout);
+    }
+
+    /// <summary>
+    /// Stops the vCPUs (if they run), writes the machine to <paramref name="path"/> and leaves it stopped ("postmigrate",
+    /// as QEMU leaves a source VM). Returns the RAM bytes written and how long the vCPUs were stopped for it.
+    /// </summary>
+    /// <exception cref="Snapshot.SnapshotException">The machine cannot be saved (disks), or there is none.</exception>
+    public (long RamBytes, TimeSpan Downtime) SaveSnapshot(string path, TimeSpan pauseTimeout)
+    {
+        var vm = _current ?? throw new Snapshot.SnapshotException("there is no running machine to save");
+        if (Snapshot.MachineSnapshot.CannotSave(vm) is { } why) throw new Snapshot.SnapshotException(why);
+        var started = DateTime.UtcNow;
+        if (!Pause(pauseTimeout)) throw new Snapshot.SnapshotException("the vCPUs did not stop");
+        try
+        {
+            long ram = Snapshot.MachineSnapshot.Save(vm, path);
+            _status = "postmigrate";
+            return (ram, DateTime.UtcNow - started);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or KvmException)
+        {
+            throw new Snapshot.SnapshotException($"saving to {path}: {e.Message}");
+        }
+    }
+
+    /// <summary>Lets the vCPUs run again.</summary>
+    public void Resume()
+    {
+        lock (_lock)
+        {
+            _paused = false;
+            _current?.ResumeVcpus();
+            if (_current is not null) _status = "running";
+        }
+    }
+
+    /// <summary>Resets the machine as its reset line would (rebuilt, unless --no-reboot ends csvmm there).</summary>
+    public void Reset(string reason)
+    {
+        lock (_lock) _current?.Control.RequestReset(reason);
+    }
+
+    /// <summary>Presses the ACPI power button of the current VM.</summary>
+    public void PressPowerButton()
+    {
+        lock (_lock) _current?.Platform.PressPowerButton();
+    }
+
+    /// <summary>The current VM's vCPU threads (index, host thread id), or none between boots.</summary>
+    public IReadOnlyList<(int Index, long ThreadId)> VcpuThreads()
+    {
+        var vm = _current;
+        return vm is null ? [] : vm.Vcpus.Select(v => (v.Vcpu.Id, v.ThreadId)).ToList();
+    }
+
+    /// <summary>Counters of the current VM for the control interface.</summary>
+    public IReadOnlyList<KeyValuePair<string, long>> Stats()
+    {
+        var vm = _current;
+        var list = new List<KeyValuePair<string, long>> { new("boots", Boots) };
+        if (vm is null) return list;
+        list.Add(new("exits", vm.TotalExits));
+        list.Add(new("emulated-instructions", vm.Vcpus.Sum(v => (long)v.Emulator.Total)));
+        return list;
     }
 
     /// <summary>Stops the current VM (or the next one, if called between boots). Any thread.</summary>

@@ -1,11 +1,15 @@
 using Csvmm.Acpi;
 using Csvmm.Boot;
 using Csvmm.Devices;
+using Csvmm.Devices.FwCfg;
 using Csvmm.Devices.Legacy;
 using Csvmm.Devices.Pci;
+using Csvmm.Devices.State;
 using Csvmm.Ide;
 using Csvmm.Virtio;
 using Csvmm.Kvm;
+
+using Csvmm.Machine.X86;
 
 namespace Csvmm.Machine;
 
@@ -18,6 +22,7 @@ public sealed class Platform : IDisposable
     private readonly VirtualMachine _vm;
     private readonly ISerialOutput _serialOut;
     private Serial16550? _com1;
+    private AcpiPm? _pm;
     private PciBarRouter? _barRouter;
     private PiixIde? _ide;
     private GsiRoutes? _gsiRoutes;
@@ -32,30 +37,49 @@ public sealed class Platform : IDisposable
     }
 
     public Serial16550? Com1 => _com1;
+
+    /// <summary>
+    /// The devices whose guest-visible state this machine saves and loads, by the ids the platform gives them
+    /// (the in-kernel irqchip, PIT and vCPUs are KVM's, saved apart). Filled by <see cref="CreateDevices"/>.
+    /// </summary>
+    public DeviceStateSet DeviceStates { get; } = new();
     public PciBus PciBus { get; } = new();
     /// <summary>Decodes the PCI BARs (created with the devices).</summary>
     public PciBarRouter? BarRouter => _barRouter;
+
+    /// <summary>
+    /// Loads saved device states (all or nothing, see <see cref="DeviceStateSet.LoadAll"/>), then makes the BAR router
+    /// decode where the loaded configuration spaces say. Call with the vCPUs stopped.
+    /// </summary>
+    public void LoadDeviceStates(ReadOnlySpan<byte> blob)
+    {
+        DeviceStates.LoadAll(blob);
+        _barRouter?.Refresh();
+    }
 
     /// <summary>Loads the kernel (with ACPI tables, boot GDT and page tables) or the firmware into guest memory.</summary>
     internal BootPlan LoadGuest()
     {
         var cfg = _vm.Config;
         var memory = _vm.Memory;
-        if (cfg.Firmware is { } fw)
+        var images = _vm.Images;
+        if (images.Firmware is { } image)
         {
-            var image = FirmwareLoader.Read(fw);
             memory.AddRegion(image.HighRom.Start, image.HighRom.Size, "bios", readOnly: true);
             return image.CopyTo(memory);
         }
-        if (cfg.Kernel is { } kernel)
+        if (images.Kernel is { } kernel)
         {
             var acpi = AcpiTables.Write(memory, Layout.AcpiStart, Layout.AcpiMaxSize, AcpiConfigFor(cfg.Cpus));
             BootGdt.Write(memory);
             BootPageTables.Write(memory);
-            return KernelImage.LoadFiles(memory, kernel, cfg.Initrd, cfg.Append, acpi.Rsdp);
+            return KernelImage.Load(memory, kernel, new BootOptions { CommandLine = cfg.Append, Initrd = images.Initrd, RsdpAddress = acpi.Rsdp });
         }
         throw new BootException("nothing to boot: no kernel and no firmware");
     }
+
+    /// <summary>Presses the ACPI power button (PM1 status bit, SCI when the guest enabled it). Any thread.</summary>
+    public void PressPowerButton() => _pm?.PressPowerButton();
 
     /// <summary>The ACPI description of this platform.</summary>
     public static AcpiConfig AcpiConfigFor(int cpus) => new()
@@ -94,9 +118,12 @@ public sealed class Platform : IDisposable
         var i8042 = new I8042(control, Irq(1), Irq(12));
         pio.Register(Layout.I8042Data, 1, i8042.DataPort, "i8042 data");
         pio.Register(Layout.I8042Command, 1, i8042.CommandPort, "i8042 status/command");
+        DeviceStates.Add("com1", _com1);
+        DeviceStates.Add("i8042", i8042);
 
         var cmos = new CmosRtc(() => DateTimeOffset.UtcNow, _vm.Memory.RamSize, _vm.Config.Cpus, Irq(8));
         pio.Register(Layout.CmosIndex, 2, cmos, "CMOS RTC");
+        DeviceStates.Add("cmos", cmos);
 
         PciBus.Add(0, 0, new PciHostBridge());
         PciBus.Add(1, 0, new Piix3IsaBridge());
@@ -107,11 +134,12 @@ public sealed class Platform : IDisposable
         CreateIde(Irq);
         CreateVirtioDisks();
 
-        var pm = new AcpiPm(control, Irq(Layout.AcpiSciIrq), Layout.SlpTypS5,
+        var pm = _pm = new AcpiPm(control, Irq(Layout.AcpiSciIrq), Layout.SlpTypS5,
             System.Diagnostics.Stopwatch.GetTimestamp, System.Diagnostics.Stopwatch.Frequency);
         pio.Register(Layout.AcpiPm1aEvent, 4, pm.EventBlock, "ACPI PM1a event");
         pio.Register(Layout.AcpiPm1aControl, 2, pm.ControlBlock, "ACPI PM1a control");
         pio.Register(Layout.AcpiPmTimer, 4, pm.Timer, "ACPI PM timer");
+        DeviceStates.Add("acpi-pm", pm);
 
         pio.Register(0x80, 1, new PortSink(0xFF), "POST code");
         pio.Register(0xED, 1, new PortSink(0xFF), "delay port");
@@ -119,11 +147,31 @@ public sealed class Platform : IDisposable
         pio.Register(0x3E8, 8, new PortSink(0xFF), "COM3 (absent)");
         pio.Register(0x2E8, 8, new PortSink(0xFF), "COM4 (absent)");
         pio.Register(0x402, 1, new FirmwareDebugPort(_serialOut), "firmware debug port");
+        if (_vm.Images.Firmware is not null) CreateFwCfg();
         PciBus.Freeze();
         // Firmware assigns BARs itself; a directly booted kernel finds them assigned, as on Firecracker or Cloud Hypervisor.
         _barRouter.AssignAll();
         _ide?.EnableLegacyDecode();
         RegisterDoorbells();
+        foreach (var (device, function, value, _) in PciBus.Functions)
+            DeviceStates.Add($"pci-{device:x2}.{function}", value.Config);
+    }
+
+    /// <summary>
+    /// QEMU's fw_cfg at 0x510 (with DMA), for firmware only: a directly booted kernel gets its tables in guest
+    /// memory and has no use for it. Its content (<see cref="FirmwareConfig"/>) follows from the configuration.
+    /// </summary>
+    private void CreateFwCfg()
+    {
+        var cfg = _vm.Config;
+        var disks = new List<FirmwareConfig.BootDisk>();
+        int ide = 0, virtio = 0;
+        foreach (var d in cfg.AttachedDisks)
+            disks.Add(new(d.Interface, d.Interface == DiskInterface.Ide ? ide++ : virtio++));
+        var content = FirmwareConfig.Build(_vm.Memory, cfg.Cpus, disks, serialConsole: true);
+        var fwcfg = new FwCfgDevice(content, new GuestMemoryDma(_vm.Memory));
+        _vm.PortBus.Register(FirmwareConfig.Port, FwCfgDevice.PortLength, fwcfg, "fw_cfg");
+        DeviceStates.Add("fw-cfg", fwcfg);
     }
 
     /// <summary>
@@ -138,8 +186,15 @@ public sealed class Platform : IDisposable
         if (disks.Count > 4) throw new DeviceException($"{disks.Count} IDE disks: the controller has 4 positions");
         var drives = disks.Select((d, i) => new IdeDrive(d.Backend, serial: $"CSVMM-IDE{i}")).ToArray();
         IdeDrive? Drive(int i) => i < drives.Length ? drives[i] : null;
-        var primary = new IdeChannel(irq(Layout.IdePrimaryIrq), Drive(0), Drive(1), _vm.Memory);
-        var secondary = drives.Length > 2 ? new IdeChannel(irq(Layout.IdeSecondaryIrq), Drive(2), Drive(3), _vm.Memory) : null;
+        var primary = new IdeChannel(irq(Layout.IdePrimaryIrq), Drive(0), Drive(1), _vm.Memory, ioThread: true);
+        _owned.Add(primary);
+        DeviceStates.Add("ide-primary", primary);
+        var secondary = drives.Length > 2 ? new IdeChannel(irq(Layout.IdeSecondaryIrq), Drive(2), Drive(3), _vm.Memory, ioThread: true) : null;
+        if (secondary is not null)
+        {
+            _owned.Add(secondary);
+            DeviceStates.Add("ide-secondary", secondary);
+        }
         _ide = new PiixIde(primary, secondary);
         PciBus.Add(Layout.IdePciDevice, Layout.IdePciFunction, _ide, "PIIX3 IDE");
         var pio = _vm.PortBus;
@@ -176,6 +231,7 @@ public sealed class Platform : IDisposable
             _owned.Insert(0, function); // disposed first (it owns blk): stops the I/O thread before its vectors go
             PciBus.Add(slot, 0, function, $"virtio-blk {disks[i].Name}");
             _virtio.Add(function);
+            if (function.Msix is { } msix) DeviceStates.Add($"msix-{slot:x2}.0", msix);
         }
     }
 

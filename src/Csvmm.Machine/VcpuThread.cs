@@ -1,5 +1,8 @@
+using Csvmm.Emulation;
 using Csvmm.Kvm;
+using Csvmm.Machine.Emulation;
 using Csvmm.Memory;
+using Csvmm.Sys;
 
 namespace Csvmm.Machine;
 
@@ -17,18 +20,29 @@ public sealed class VcpuThread
     private readonly GuestMemory _memory;
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _started = new(false);
-    private nuint _pthread;
+    private readonly KickTarget _kick = VcpuKick.NewTarget();
+    private readonly VcpuEmulator _emulation;
+    private readonly PauseControl _pause;
 
-    public VcpuThread(KvmVcpu vcpu, ExitDispatcher dispatcher, RunControl control, GuestMemory memory)
+    public VcpuThread(KvmVcpu vcpu, ExitDispatcher dispatcher, RunControl control, GuestMemory memory, PauseControl? pause = null)
     {
+        _pause = pause ?? new PauseControl();
         _vcpu = vcpu;
         _dispatcher = dispatcher;
         _control = control;
         _memory = memory;
+        _emulation = new VcpuEmulator(memory);
         _thread = new Thread(Loop, 256 * 1024) { Name = $"vcpu{vcpu.Id}", IsBackground = true };
     }
 
     public KvmVcpu Vcpu => _vcpu;
+
+    /// <summary>The host thread id (gettid) of this vCPU's thread, 0 before it started.</summary>
+    public long ThreadId => Volatile.Read(ref _tid);
+    private long _tid;
+
+    /// <summary>The instructions this vCPU had emulated in userspace (counts by kind).</summary>
+    public Emulator Emulator => _emulation.Emulator;
     public ExitDispatcher Dispatcher => _dispatcher;
 
     public void Start()
@@ -41,28 +55,44 @@ public sealed class VcpuThread
     public void Kick()
     {
         _vcpu.ImmediateExit = true;
-        VcpuKick.Kick(Volatile.Read(ref _pthread));
+        _kick.Kick(); // nothing to signal once the thread has left its loop
+
     }
 
     public bool Join(TimeSpan timeout) => _thread.Join(timeout);
 
     private void Loop()
     {
-        Volatile.Write(ref _pthread, VcpuKick.CurrentThread());
+        _kick.Enter();
+        Volatile.Write(ref _tid, Csvmm.Sys.ThreadSignals.CurrentThreadId());
+        _pause.Enter();
         _started.Set();
         try
         {
             while (!_control.IsFinished)
             {
+                if (_pause.Requested)
+                {
+                    _pause.Park(() => _control.IsFinished);
+                    _vcpu.ImmediateExit = false; // the loop re-checks IsFinished: a stop's kick after this sets it again
+                    continue;
+                }
                 int r = _vcpu.Run();
                 if (r < 0)
                 {
-                    if (r == -EINTR || r == -EAGAIN) continue;
+                    if (r == -EINTR || r == -EAGAIN)
+                    {
+                        // A pause's kick (or a stale one): clear it before the checks at the top, so a kick that
+                        // comes after them still stops the next KVM_RUN.
+                        _vcpu.ImmediateExit = false;
+                        continue;
+                    }
                     _control.Finish(new VmOutcome(VmExitKind.KvmError, $"KVM_RUN on vCPU {_vcpu.Id} failed (errno {-r})"));
                     break;
                 }
                 ExitAction action = _dispatcher.Dispatch(_vcpu.RunView);
                 if (action == ExitAction.Continue) continue;
+                if (action == ExitAction.InternalError && TryEmulate()) continue;
                 HandleTerminal(action);
                 break;
             }
@@ -72,6 +102,33 @@ public sealed class VcpuThread
             // A device or KVM failure on this thread must end the VM cleanly, never the process.
             _control.Finish(new VmOutcome(VmExitKind.KvmError, $"vCPU {_vcpu.Id}: {e.Message}"));
         }
+        finally
+        {
+            _pause.Leave();
+            _kick.Leave();
+        }
+    }
+
+    private string? _emulationFailure;
+
+    /// <summary>
+    /// KVM could not emulate an instruction (suberror 1): carry it out in userspace (<see cref="VcpuEmulator"/>). True to
+    /// resume the vCPU; false to stop with the crash report (an instruction csvmm does not emulate, or no progress).
+    /// </summary>
+    private bool TryEmulate()
+    {
+        ref KvmRunInternal ie = ref _vcpu.RunView.Internal;
+        if (ie.suberror != 1) return false;
+        byte[]? bytes = InstructionBytes(ref ie);
+        EmulationOutcome outcome = _emulation.Handle(_vcpu, bytes ?? [], out string? noProgress);
+        if (noProgress is not null)
+        {
+            _emulationFailure = noProgress;
+            return false;
+        }
+        if (outcome.Status != EmulationStatus.Unsupported) return true;
+        _emulationFailure = outcome.Reason;
+        return false;
     }
 
     private void HandleTerminal(ExitAction action)
@@ -99,6 +156,7 @@ public sealed class VcpuThread
                 {
                     ref KvmRunInternal ie = ref run.Internal;
                     headline = $"KVM internal error, suberror {ie.suberror} ({SuberrorName(ie.suberror)})";
+                    if (_emulationFailure is { } why) headline += $"; csvmm did not emulate it: {why}";
                     insnBytes = InstructionBytes(ref ie);
                     if (insnBytes is not null) insn = insnBytes;
                     break;

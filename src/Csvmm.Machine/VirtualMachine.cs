@@ -4,6 +4,8 @@ using Csvmm.Kvm;
 using Csvmm.Memory;
 using Serilog;
 
+using Csvmm.Machine.X86;
+
 namespace Csvmm.Machine;
 
 /// <summary>
@@ -18,19 +20,24 @@ public sealed class VirtualMachine : IDisposable
     private readonly List<VcpuThread> _vcpus = [];
 
     public MachineConfig Config { get; }
+    /// <summary>What this VM boots from, read before KVM was opened.</summary>
+    public BootImages Images { get; }
     public Kvm.Kvm Kvm { get; }
     public KvmVm Vm { get; }
     public GuestMemory Memory { get; }
     public PortIoBus PortBus { get; } = new();
     public MmioBus MmioBus { get; } = new();
     public RunControl Control { get; } = new();
+    /// <summary>Stops the vCPUs at an exit boundary and resumes them (<see cref="PauseVcpus"/>, <see cref="ResumeVcpus"/>).</summary>
+    public PauseControl Pause { get; private set; } = new();
     public Platform Platform { get; }
     public IReadOnlyList<VcpuThread> Vcpus => _vcpus;
     internal ILogger Log => _log;
 
-    private VirtualMachine(MachineConfig config, Kvm.Kvm kvm, KvmVm vm, GuestMemory memory, ILogger log, ISerialOutput serialOut)
+    private VirtualMachine(MachineConfig config, BootImages images, Kvm.Kvm kvm, KvmVm vm, GuestMemory memory, ILogger log, ISerialOutput serialOut)
     {
         Config = config;
+        Images = images;
         Kvm = kvm;
         Vm = vm;
         Memory = memory;
@@ -38,9 +45,18 @@ public sealed class VirtualMachine : IDisposable
         Platform = new Platform(this, serialOut);
     }
 
-    /// <summary>Builds the whole machine. Throws KvmException, GuestMemoryException, BootException, DeviceException.</summary>
-    public static VirtualMachine Create(MachineConfig config, ILogger log, ISerialOutput serialOut)
+    /// <summary>Reads the boot files (<see cref="BootImages.Read"/>), then builds the whole machine. Throws KvmException, GuestMemoryException, BootException, DeviceException.</summary>
+    public static VirtualMachine Create(MachineConfig config, ILogger log, ISerialOutput serialOut) =>
+        Create(config, BootImages.Read(config), log, serialOut);
+
+    /// <summary>Builds the whole machine from boot files already read. Throws KvmException, GuestMemoryException, BootException, DeviceException.</summary>
+    public static VirtualMachine Create(MachineConfig config, BootImages images, ILogger log, ISerialOutput serialOut) =>
+        Create(config, images, log, serialOut, startPaused: false);
+
+    /// <summary>Builds the machine; with <paramref name="startPaused"/> its vCPUs park before their first KVM_RUN until <see cref="ResumeVcpus"/>.</summary>
+    public static VirtualMachine Create(MachineConfig config, BootImages images, ILogger log, ISerialOutput serialOut, bool startPaused)
     {
+        ArgumentNullException.ThrowIfNull(images);
         VcpuKick.Install();
         var kvm = Csvmm.Kvm.Kvm.Open(config.KvmDevice);
         KvmVm? vm = null;
@@ -56,10 +72,11 @@ public sealed class VirtualMachine : IDisposable
             vm.SetTssAddr(Layout.TssAddress.Value);
             vm.SetIdentityMapAddr(Layout.IdentityMap.Value);
             vm.CreateIrqchip();
-            vm.SetGsiRouting(KvmVm.PcRouting());
+            vm.SetGsiRouting(X86.PcInterruptRouting.Entries());
             vm.CreatePit2();
             memory = new GuestMemory();
-            machine = new VirtualMachine(config, kvm, vm, memory, log, serialOut);
+            machine = new VirtualMachine(config, images, kvm, vm, memory, log, serialOut);
+            machine.Pause = new PauseControl(startPaused);
             machine.Build();
             return machine;
         }
@@ -103,7 +120,7 @@ public sealed class VirtualMachine : IDisposable
             VcpuSetup.ConfigureLints(ref lapic);
             vcpu.SetLapic(lapic);
             if (i == 0) Platform.SetBootRegisters(vcpu, plan);
-            _vcpus.Add(new VcpuThread(vcpu, new ExitDispatcher(PortBus, MmioBus), Control, Memory));
+            _vcpus.Add(new VcpuThread(vcpu, new ExitDispatcher(PortBus, MmioBus), Control, Memory, Pause));
         }
         _log.Debug("VM built: {Cpus} vCPUs, {MemoryMiB} MiB, regions {Regions}",
             Config.Cpus, Config.MemoryBytes >> 20, string.Join(", ", Memory.Regions));
@@ -146,6 +163,12 @@ public sealed class VirtualMachine : IDisposable
         if (_log.IsEnabled(Serilog.Events.LogEventLevel.Debug)) Platform.LogDeviceSummary(_log);
         return Control.Outcome!;
     }
+
+    /// <summary>Stops every vCPU at an exit boundary; true once all are parked (within <paramref name="timeout"/>). Any thread.</summary>
+    public bool PauseVcpus(TimeSpan timeout) => Pause.Pause(() => { foreach (var v in _vcpus) v.Kick(); }, timeout);
+
+    /// <summary>Lets paused vCPUs run again. Any thread.</summary>
+    public void ResumeVcpus() => Pause.Resume();
 
     /// <summary>Asks the VM to stop from outside (signal, Ctrl-A x). Safe from any thread.</summary>
     public void RequestStop(VmOutcome outcome) => Control.Finish(outcome);

@@ -1,5 +1,7 @@
 using Csvmm.Kvm;
 
+using Csvmm.Machine.X86;
+
 namespace Csvmm.Machine.Tests;
 
 /// <summary><see cref="CpuidBuilder"/> over a synthetic KVM_GET_SUPPORTED_CPUID table.</summary>

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Csvmm.Devices;
 using Csvmm.Kvm;
+using Csvmm.TestSupport;
 
 namespace Csvmm.Machine.Tests;
 
@@ -11,14 +12,8 @@ namespace Csvmm.Machine.Tests;
 public sealed class ExitDispatcherTests
 {
     // Three pages, as KVM_GET_VCPU_MMAP_SIZE reports; KVM puts port-I/O data in the second (KVM_PIO_PAGE_OFFSET = 1).
-    private const int RunSize = 3 * 4096;
-    private const int PioDataOffset = 4096;
-    private const int ExitReason = 8;
-    private const int IoDirection = KvmRunLayout.ExitUnion, IoSize = IoDirection + 1, IoPort = IoDirection + 2;
-    private const int IoCount = IoDirection + 4, IoDataOffset = IoDirection + 8;
-    private const int MmioPhysAddr = KvmRunLayout.ExitUnion, MmioData = MmioPhysAddr + 8, MmioLen = MmioPhysAddr + 16;
-    private const int MmioIsWrite = MmioPhysAddr + 20;
-    private const int SystemEventType = KvmRunLayout.ExitUnion;
+    private const int RunSize = FakeKvmRun.VcpuMmapSize;
+    private const int PioDataOffset = FakeKvmRun.PioDataOffset;
 
     private const ushort PortBase = 0x100;
     private const ulong MmioBase = 0xD000_0000;
@@ -42,33 +37,13 @@ public sealed class ExitDispatcherTests
         _dispatcher = new ExitDispatcher(_pio, _mmio);
     }
 
-    private static byte[] Exit(KvmExitReason reason)
-    {
-        var page = new byte[RunSize];
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(ExitReason), (uint)reason);
-        return page;
-    }
+    private static byte[] Exit(KvmExitReason reason) => FakeKvmRun.Exit(reason, RunSize);
 
-    private static byte[] IoExit(byte direction, byte size, ushort port, uint count, ulong dataOffset = PioDataOffset)
-    {
-        byte[] page = Exit(KvmExitReason.Io);
-        page[IoDirection] = direction;
-        page[IoSize] = size;
-        BinaryPrimitives.WriteUInt16LittleEndian(page.AsSpan(IoPort), port);
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(IoCount), count);
-        BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(IoDataOffset), dataOffset);
-        return page;
-    }
+    private static byte[] IoExit(byte direction, byte size, ushort port, uint count, ulong dataOffset = PioDataOffset) =>
+        FakeKvmRun.Io(direction, size, port, count, dataOffset, RunSize);
 
-    private static byte[] MmioExit(ulong address, int length, bool isWrite, ulong value = 0)
-    {
-        byte[] page = Exit(KvmExitReason.Mmio);
-        BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(MmioPhysAddr), address);
-        BinaryPrimitives.WriteUInt64LittleEndian(page.AsSpan(MmioData), value);
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(MmioLen), (uint)length);
-        page[MmioIsWrite] = isWrite ? (byte)1 : (byte)0;
-        return page;
-    }
+    private static byte[] MmioExit(ulong address, int length, bool isWrite, ulong value = 0) =>
+        FakeKvmRun.Mmio(address, (uint)length, isWrite, value, RunSize);
 
     private ExitAction Dispatch(byte[] page) => _dispatcher.Dispatch(new KvmRunView(page));
 
@@ -206,7 +181,7 @@ public sealed class ExitDispatcherTests
 
         ulong expected = (0xF0E0_D0C0_B0A0_9080UL + 0x20) & Mask(size);
         Assert.Equal([Access.R("mmio", 0x20, size, expected)], _log.Snapshot());
-        Assert.Equal(expected, BinaryPrimitives.ReadUInt64LittleEndian(page.AsSpan(MmioData)));
+        Assert.Equal(expected, BinaryPrimitives.ReadUInt64LittleEndian(page.AsSpan(KvmRunOffsets.MmioData)));
     }
 
     [Fact]
@@ -216,7 +191,7 @@ public sealed class ExitDispatcherTests
         Assert.Equal(ExitAction.Continue, Dispatch(read));
         Assert.Equal(ExitAction.Continue, Dispatch(MmioExit(0xE000_0000, 4, isWrite: true, 7)));
 
-        Assert.Equal(0xFFFF_FFFFUL, BinaryPrimitives.ReadUInt64LittleEndian(read.AsSpan(MmioData)));
+        Assert.Equal(0xFFFF_FFFFUL, BinaryPrimitives.ReadUInt64LittleEndian(read.AsSpan(KvmRunOffsets.MmioData)));
         Assert.Equal(2, _mmio.UnhandledAccesses);
         Assert.Empty(_log.Snapshot());
     }
@@ -255,10 +230,7 @@ public sealed class ExitDispatcherTests
     [InlineData(99u, ExitAction.Unhandled)]
     public void SystemEventsMapToResetOrShutdown(uint type, ExitAction expected)
     {
-        byte[] page = Exit(KvmExitReason.SystemEvent);
-        BinaryPrimitives.WriteUInt32LittleEndian(page.AsSpan(SystemEventType), type);
-
-        Assert.Equal(expected, Dispatch(page));
+        Assert.Equal(expected, Dispatch(FakeKvmRun.SystemEvent(type, RunSize)));
     }
 
     [Fact]

@@ -3,6 +3,10 @@ using Csvmm.Devices.Pci;
 using Csvmm.Kvm;
 using Serilog;
 
+using Csvmm.Sys;
+
+using Csvmm.TestSupport;
+
 namespace Csvmm.Machine.Tests;
 
 /// <summary>
@@ -16,11 +20,11 @@ public sealed class InterruptPlumbingTests : IDisposable
 
     public InterruptPlumbingTests()
     {
-        Assert.True(File.Exists("/dev/kvm"), "/dev/kvm is missing: these tests need KVM");
+        HostRequirements.RequireKvm("these tests program KVM's interrupt routing");
         _kvm = Kvm.Kvm.Open("/dev/kvm");
         _vm = _kvm.CreateVm();
         _vm.CreateIrqchip();
-        _vm.SetGsiRouting(KvmVm.PcRouting());
+        _vm.SetGsiRouting(Csvmm.Machine.X86.PcInterruptRouting.Entries());
     }
 
     public void Dispose()

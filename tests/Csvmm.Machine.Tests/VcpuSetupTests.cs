@@ -1,6 +1,8 @@
 using Csvmm.Boot;
 using Csvmm.Kvm;
 
+using Csvmm.Machine.X86;
+
 namespace Csvmm.Machine.Tests;
 
 /// <summary><see cref="VcpuSetup"/>: GDT descriptors to kvm_segment, and the direct-boot register states.</summary>

@@ -1,6 +1,8 @@
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
 
+using Csvmm.TinyGuests;
+
 namespace Csvmm.Machine.Tests.Guests;
 
 /// <summary>
@@ -20,7 +22,7 @@ public sealed class CmosGuestTests
     [Fact]
     public void GuestReadsTheHostUtcTimeFromTheCmosClock()
     {
-        var image = new FirmwareBuilder();
+        var image = new FirmwareImage(fill: 0);
         image.Add16(GuestCode.Entry16, "read RTC", a =>
         {
             // As Linux's mach_get_cmos_time: wait while an update is in progress, read everything, and start over

@@ -1,6 +1,8 @@
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
 
+using Csvmm.TinyGuests;
+
 namespace Csvmm.Machine.Tests.Guests;
 
 /// <summary>
@@ -20,12 +22,12 @@ public static class GuestCode
     public const byte I8042PulseReset = 0xFE;
 
     // ---- test devices ----------------------------------------------------------------------------
-    /// <summary>Test port device (free in csvmm's port map; QEMU uses it for fw_cfg).</summary>
-    public const ushort TestPort = 0x510;
+    /// <summary>Test port device: free in csvmm's port map (0x510-0x51B is fw_cfg when firmware boots).</summary>
+    public const ushort TestPort = 0x530;
     /// <summary>Test MMIO device, in the 32-bit hole below 4 GiB (2 MiB aligned: the guest maps it with one large page).</summary>
     public const uint TestMmio = 0xBFE0_0000; // above the tests' small RAM, just below the PCI MMIO window (0xC0000000)
 
-    // ---- where the pieces of a guest live (low BIOS alias, see FirmwareBuilder) --------------------
+    // ---- where the pieces of a guest live (low BIOS alias, see FirmwareImage) --------------------
     public const uint Entry16 = 0xF0000;
     public const uint Code32 = 0xF4000;
     public const uint Code64 = 0xF8000;
@@ -112,7 +114,7 @@ public static class GuestCode
     }
 
     /// <summary>Stores the GDT (flat code32/data, code64) and its pseudo-descriptor, and a zero IDT pointer.</summary>
-    public static void AddTables(FirmwareBuilder image)
+    public static void AddTables(FirmwareImage image)
     {
         var gdt = new byte[GdtEntries.Length * 8];
         for (int i = 0; i < GdtEntries.Length; i++) BitConverter.TryWriteBytes(gdt.AsSpan(i * 8), GdtEntries[i]);
@@ -131,9 +133,9 @@ public static class GuestCode
     public static void EnterProtectedMode(Assembler a)
     {
         a.cli();
-        a.mov(ax, FirmwareBuilder.Segment);
+        a.mov(ax, FirmwareImage.Segment);
         a.mov(ds, ax);
-        a.lgdt(__[(ulong)(GdtPointer - FirmwareBuilder.LowBase)]);
+        a.lgdt(__[(ulong)(GdtPointer - FirmwareImage.LowBase)]);
         a.mov(eax, cr0);
         a.or(eax, 1);
         a.mov(cr0, eax);
@@ -211,9 +213,9 @@ public static class GuestCode
     /// A complete guest that reaches 64-bit long mode the way a boot loader does and then runs
     /// <paramref name="body"/>. Returns the builder (for more data) and the placed 64-bit piece (for label addresses).
     /// </summary>
-    public static (FirmwareBuilder Image, FirmwareBuilder.Placed Body) LongModeGuest(Action<Assembler> body)
+    public static (FirmwareImage Image, FirmwareImage.Placed Body) LongModeGuest(Action<Assembler> body)
     {
-        var image = new FirmwareBuilder();
+        var image = new FirmwareImage(fill: 0);
         AddTables(image);
         image.Add16(Entry16, "real-mode entry", EnterProtectedMode);
         image.Add32(Code32, "protected-mode page table setup", a =>

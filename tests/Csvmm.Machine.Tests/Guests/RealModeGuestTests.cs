@@ -1,3 +1,5 @@
+using Csvmm.TinyGuests;
+
 namespace Csvmm.Machine.Tests.Guests;
 
 /// <summary>The simplest firmware: real mode from the reset vector, COM1, ACPI power-off; and the watchdog.</summary>
@@ -7,7 +9,7 @@ public sealed class RealModeGuestTests
     [Fact]
     public void RealModeGuestPrintsOnCom1AndPowersOffThroughAcpi()
     {
-        var image = new FirmwareBuilder();
+        var image = new FirmwareImage(fill: 0);
         image.Add16(GuestCode.Entry16, "hello", a =>
         {
             GuestCode.Print(a, "hello\r\n");
@@ -24,7 +26,7 @@ public sealed class RealModeGuestTests
     [Fact]
     public void WatchdogStopsAGuestThatSpinsForever()
     {
-        var image = new FirmwareBuilder();
+        var image = new FirmwareImage(fill: 0);
         image.Add16(GuestCode.Entry16, "spin", a =>
         {
             GuestCode.PutChar(a, 'S');
@@ -45,7 +47,7 @@ public sealed class RealModeGuestTests
     [Fact]
     public void LargeGuestsGetThe32BitPciHoleBelow4GiB()
     {
-        var image = new FirmwareBuilder();
+        var image = new FirmwareImage(fill: 0);
         image.Add16(GuestCode.Entry16, "off", GuestCode.PowerOff);
         string[] regions = [];
 

@@ -1,5 +1,7 @@
 using static Iced.Intel.AssemblerRegisters;
 
+using Csvmm.TinyGuests;
+
 namespace Csvmm.Machine.Tests.Guests;
 
 /// <summary>The i8042 reset line: a stop with --no-reboot, a fresh machine without it.</summary>
@@ -9,7 +11,7 @@ public sealed class ResetGuestTests
     [Fact]
     public void I8042ResetEndsTheRunWhenRebootIsOff()
     {
-        var image = new FirmwareBuilder();
+        var image = new FirmwareImage(fill: 0);
         image.Add16(GuestCode.Entry16, "reset", a =>
         {
             GuestCode.PutChar(a, 'R');
@@ -27,7 +29,7 @@ public sealed class ResetGuestTests
     public void I8042ResetRebootsAFreshMachineWhenRebootIsOn()
     {
         // A test port tells the guest which boot this is: boot 1 resets, boot 2 powers off.
-        var image = new FirmwareBuilder();
+        var image = new FirmwareImage(fill: 0);
         image.Add16(GuestCode.Entry16, "boot counter", a =>
         {
             var second = a.CreateLabel();

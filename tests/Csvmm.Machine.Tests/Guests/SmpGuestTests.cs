@@ -1,5 +1,7 @@
 using static Iced.Intel.AssemblerRegisters;
 
+using Csvmm.TinyGuests;
+
 namespace Csvmm.Machine.Tests.Guests;
 
 /// <summary>
@@ -22,7 +24,7 @@ public sealed class SmpGuestTests
     [Fact]
     public void BspStartsTheApWithInitSipiAndBothRun()
     {
-        var image = new FirmwareBuilder();
+        var image = new FirmwareImage(fill: 0);
         GuestCode.AddTables(image);
         image.Add(16, TrampolineImage, ip: 0, "AP trampoline", a =>
         {
@@ -37,11 +39,11 @@ public sealed class SmpGuestTests
         {
             a.cli();
             a.cld();
-            a.mov(ax, FirmwareBuilder.Segment);
+            a.mov(ax, FirmwareImage.Segment);
             a.mov(ds, ax);
             a.xor(ax, ax);
             a.mov(es, ax);
-            a.mov(si, (ushort)(TrampolineImage - FirmwareBuilder.LowBase));
+            a.mov(si, (ushort)(TrampolineImage - FirmwareImage.LowBase));
             a.mov(di, (ushort)Trampoline);
             a.mov(cx, TrampolineSize);
             a.rep.movsb();

@@ -3,6 +3,10 @@ using System.Text;
 using Csvmm.Devices;
 using Serilog;
 
+using Csvmm.TestSupport;
+
+using Csvmm.TinyGuests;
+
 namespace Csvmm.Machine.Tests.Guests;
 
 /// <summary>What one run of a tiny guest produced.</summary>
@@ -14,7 +18,7 @@ namespace Csvmm.Machine.Tests.Guests;
 public sealed record GuestRun(VmOutcome Outcome, string Serial, int Boots, TimeSpan Elapsed, IReadOnlyList<VirtualMachine> Machines);
 
 /// <summary>
-/// Runs a firmware image built by <see cref="FirmwareBuilder"/> through csvmm's real machine: the image goes to a
+/// Runs a firmware image built by <see cref="FirmwareImage"/> through csvmm's real machine: the image goes to a
 /// temp file, <see cref="MachineRunner"/> boots it from the reset vector with 32 MiB of RAM, and COM1 is captured.
 /// </summary>
 public static class TinyGuest
@@ -23,11 +27,7 @@ public static class TinyGuest
     public const ulong MemoryBytes = 32UL << 20;
 
     /// <summary>These tests need KVM: on a host without it they fail with this message rather than skip.</summary>
-    public static void RequireKvm()
-    {
-        if (!File.Exists(DevKvm))
-            Assert.Fail($"{DevKvm} is missing: csvmm's machine tests boot real guests and need KVM on this host (load kvm_intel, kvm_amd or kvm_pvm)");
-    }
+    public static void RequireKvm() => HostRequirements.RequireKvm("csvmm's machine tests boot real guests");
 
     public static GuestRun Run(byte[] image, int cpus = 1, bool noReboot = true, TimeSpan? timeout = null,
         Action<VirtualMachine>? extraDevices = null, ulong memoryBytes = MemoryBytes)

@@ -1,25 +1,19 @@
 using Csvmm.Boot;
 using Csvmm.Kvm;
 
-namespace Csvmm.Machine;
+namespace Csvmm.Machine.X86;
 
 /// <summary>Initial vCPU state: boot MSRs, FPU, LAPIC LINT pins, and the registers of each boot entry mode.</summary>
 public static class VcpuSetup
 {
-    // MSR numbers (Intel SDM vol. 4).
-    public const uint MsrIa32Tsc = 0x10, MsrSysenterCs = 0x174, MsrSysenterEsp = 0x175, MsrSysenterEip = 0x176;
-    public const uint MsrMiscEnable = 0x1A0, MsrMtrrDefType = 0x2FF;
-    public const uint MsrStar = 0xC000_0081, MsrLstar = 0xC000_0082, MsrCstar = 0xC000_0083, MsrSyscallMask = 0xC000_0084;
-    public const uint MsrKernelGsBase = 0xC000_0102;
-
     /// <summary>The MSR values a freshly booted x86-64 CPU should have (as Firecracker sets them).</summary>
     public static KvmMsrEntry[] BootMsrs() =>
     [
-        new() { index = MsrSysenterCs }, new() { index = MsrSysenterEsp }, new() { index = MsrSysenterEip },
-        new() { index = MsrStar }, new() { index = MsrCstar }, new() { index = MsrKernelGsBase },
-        new() { index = MsrSyscallMask }, new() { index = MsrLstar }, new() { index = MsrIa32Tsc },
-        new() { index = MsrMiscEnable, data = 1 },                     // fast strings
-        new() { index = MsrMtrrDefType, data = (1UL << 11) | 6 },       // MTRRs enabled, default write-back
+        new() { index = Msr.SysenterCs }, new() { index = Msr.SysenterEsp }, new() { index = Msr.SysenterEip },
+        new() { index = Msr.Star }, new() { index = Msr.Cstar }, new() { index = Msr.KernelGsBase },
+        new() { index = Msr.SyscallMask }, new() { index = Msr.Lstar }, new() { index = Msr.Tsc },
+        new() { index = Msr.MiscEnable, data = 1 },                     // fast strings
+        new() { index = Msr.MtrrDefType, data = (1UL << 11) | 6 },       // MTRRs enabled, default write-back
     ];
 
     /// <summary>x87 control word and MXCSR at their architectural reset values.</summary>

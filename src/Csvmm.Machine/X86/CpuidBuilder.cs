@@ -1,6 +1,6 @@
 using Csvmm.Kvm;
 
-namespace Csvmm.Machine;
+namespace Csvmm.Machine.X86;
 
 /// <summary>
 /// Per-vCPU CPUID from KVM_GET_SUPPORTED_CPUID: APIC ids, topology (one core per vCPU, one package),
