@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Csvmm.Security.Native;
 using Microsoft.Win32.SafeHandles;
+using Csvmm.Sys;
 
 namespace Csvmm.Security;
 
@@ -78,22 +79,22 @@ public sealed record DiskLabel
             byte* name = stackalloc byte[] { (byte)'s', (byte)'e', (byte)'c', (byte)'u', (byte)'r', (byte)'i', (byte)'t', (byte)'y',
                 (byte)'.', (byte)'s', (byte)'e', (byte)'l', (byte)'i', (byte)'n', (byte)'u', (byte)'x', 0 };
             byte* value = stackalloc byte[SecurityContext.MaxLength + 1];
-            nint n = LibC.FGetXattr(fd, name, value, SecurityContext.MaxLength + 1);
+            nint n = LibCFiles.FGetXattr(fd, name, value, SecurityContext.MaxLength + 1);
             int errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
-            if (n < 0 && errno == LibC.EBADF)
+            if (n < 0 && errno == Errno.Ebadf)
             {
                 // An O_PATH descriptor: read the attribute through its /proc/self/fd magic link,
                 // which names the very file the descriptor refers to.
                 byte[] procPath = Utf8.ToCString($"/proc/self/fd/{fd}")!;
                 fixed (byte* p = procPath)
-                    n = LibC.GetXattr(p, name, value, SecurityContext.MaxLength + 1);
+                    n = LibCFiles.GetXattr(p, name, value, SecurityContext.MaxLength + 1);
                 errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
             }
             if (n < 0)
             {
-                return Unlabelled(path, source, errno == LibC.ENODATA
+                return Unlabelled(path, source, errno == Errno.Enodata
                     ? $"disk {path} has no security.selinux attribute"
-                    : $"cannot read the security.selinux attribute of {path}: {LibC.ErrorText(errno)}");
+                    : $"cannot read the security.selinux attribute of {path}: {LibCFiles.ErrorText(errno)}");
             }
             // The kernel stores the label with a trailing NUL; userspace writers may not.
             string context = Utf8.FromCString(value, (nuint)n);

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Csvmm.Security.Native;
 using Microsoft.Win32.SafeHandles;
+using Csvmm.Sys;
 
 namespace Csvmm.Security;
 
@@ -194,23 +195,23 @@ public sealed class FileContexts
             return DiskLabel.Unlabelled(path, Source, "disk path contains a NUL byte");
         byte* real;
         fixed (byte* p = cpath)
-            real = LibC.RealPath(p, null);
+            real = LibCFiles.RealPath(p, null);
         if (real == null)
-            return DiskLabel.Unlabelled(path, Source, $"cannot resolve disk path {path}: {LibC.ErrorText(Marshal.GetLastPInvokeError())}");
+            return DiskLabel.Unlabelled(path, Source, $"cannot resolve disk path {path}: {LibCFiles.ErrorText(Marshal.GetLastPInvokeError())}");
         string realPath;
         LinuxStat st;
         int rc;
         try
         {
             realPath = Utf8.FromCString(real);
-            rc = LibC.Stat(real, &st);
+            rc = LibCFiles.Stat(real, &st);
         }
         finally
         {
-            LibC.Free(real);
+            LibCFiles.Free(real);
         }
         if (rc != 0)
-            return DiskLabel.Unlabelled(realPath, Source, $"cannot stat disk {realPath}: {LibC.ErrorText(Marshal.GetLastPInvokeError())}");
+            return DiskLabel.Unlabelled(realPath, Source, $"cannot stat disk {realPath}: {LibCFiles.ErrorText(Marshal.GetLastPInvokeError())}");
         return Lookup(realPath, KindOf(st.Mode));
     }
 
@@ -271,15 +272,15 @@ public sealed class FileContexts
         }
     }
 
-    internal static FileKind KindOf(uint mode) => (mode & LibC.S_IFMT) switch
+    internal static FileKind KindOf(uint mode) => (mode & LibCFiles.S_IFMT) switch
     {
-        LibC.S_IFREG => FileKind.Regular,
-        LibC.S_IFDIR => FileKind.Directory,
-        LibC.S_IFCHR => FileKind.CharDevice,
-        LibC.S_IFBLK => FileKind.BlockDevice,
-        LibC.S_IFIFO => FileKind.Fifo,
-        LibC.S_IFLNK => FileKind.Symlink,
-        LibC.S_IFSOCK => FileKind.Socket,
+        LibCFiles.S_IFREG => FileKind.Regular,
+        LibCFiles.S_IFDIR => FileKind.Directory,
+        LibCFiles.S_IFCHR => FileKind.CharDevice,
+        LibCFiles.S_IFBLK => FileKind.BlockDevice,
+        LibCFiles.S_IFIFO => FileKind.Fifo,
+        LibCFiles.S_IFLNK => FileKind.Symlink,
+        LibCFiles.S_IFSOCK => FileKind.Socket,
         _ => FileKind.Any,
     };
 

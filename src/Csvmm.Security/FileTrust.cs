@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Csvmm.Security.Native;
+using Csvmm.Sys;
 
 namespace Csvmm.Security;
 
@@ -22,10 +23,10 @@ internal static unsafe class TrustedFile
     internal static bool TryFStat(int fd, out LinuxStat st, out string error)
     {
         LinuxStat s;
-        if (LibC.FStat(fd, &s) != 0)
+        if (LibCFiles.FStat(fd, &s) != 0)
         {
             st = default;
-            error = "fstat failed: " + LibC.ErrorText(Marshal.GetLastPInvokeError());
+            error = "fstat failed: " + LibCFiles.ErrorText(Marshal.GetLastPInvokeError());
             return false;
         }
         st = s;
@@ -36,7 +37,7 @@ internal static unsafe class TrustedFile
     /// <summary>Null when <paramref name="st"/> satisfies <paramref name="trust"/>, else the reason (one line).</summary>
     internal static string? Violation(in LinuxStat st, FileTrust trust)
     {
-        if ((st.Mode & LibC.S_IFMT) != LibC.S_IFREG)
+        if ((st.Mode & LibCFiles.S_IFMT) != LibCFiles.S_IFREG)
             return "not a regular file";
         if (trust == FileTrust.RootOwned)
         {

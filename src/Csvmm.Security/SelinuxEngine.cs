@@ -1,4 +1,5 @@
 using Csvmm.Security.Native;
+using Csvmm.Sys;
 
 namespace Csvmm.Security;
 
@@ -65,7 +66,7 @@ public sealed unsafe class SelinuxEngine : IPolicyEngine
         if (enabled != 1)
             throw Unavailable(enabled == 0
                 ? "is_selinux_enabled() = 0: no SELinux in this kernel, so there is no kernel policy to decide with"
-                : $"is_selinux_enabled() failed ({enabled}): {LibC.ErrorText(lib.LastError)}");
+                : $"is_selinux_enabled() failed ({enabled}): {LibCFiles.ErrorText(lib.LastError)}");
         return new SelinuxEngine(lib, Interlocked.Increment(ref s_lastEpoch));
     }
 
@@ -82,7 +83,7 @@ public sealed unsafe class SelinuxEngine : IPolicyEngine
             errno = _lib.LastError;
         }
         if (value == 0)
-            throw NoClass(name, $"string_to_security_class: {LibC.ErrorText(errno)}");
+            throw NoClass(name, $"string_to_security_class: {LibCFiles.ErrorText(errno)}");
         return new SecurityClass(name, value, _epoch);
     }
 
@@ -119,7 +120,7 @@ public sealed unsafe class SelinuxEngine : IPolicyEngine
             errno = _lib.LastError;
         }
         if (rc != 0)
-            throw InvalidContext(context, $"security_check_context: {LibC.ErrorText(errno)}");
+            throw InvalidContext(context, $"security_check_context: {LibCFiles.ErrorText(errno)}");
         return Intern(context);
     }
 
@@ -151,7 +152,7 @@ public sealed unsafe class SelinuxEngine : IPolicyEngine
         }
         if (rc != 0)
             throw new SecurityPolicyException(PolicyErrorKind.ComputationFailed,
-                $"security_compute_av_flags({scon}, {tcon}, {securityClass.Name}) failed: {LibC.ErrorText(errno)}");
+                $"security_compute_av_flags({scon}, {tcon}, {securityClass.Name}) failed: {LibCFiles.ErrorText(errno)}");
         // The kernel's decision must cover what was asked: an undecided bit is not an allowed bit.
         uint allowed = avd.Allowed & avd.Decided;
         return new AccessDecision(allowed, avd.Decided, avd.AuditAllow, avd.AuditDeny, avd.SeqNo,
@@ -182,7 +183,7 @@ public sealed unsafe class SelinuxEngine : IPolicyEngine
         if (rc != 0 || context is null)
             throw new SecurityPolicyException(PolicyErrorKind.ComputationFailed,
                 $"security_compute_relabel({scon}, {tcon}, {securityClass.Name}) failed: " +
-                (rc != 0 ? LibC.ErrorText(errno) : "no context returned"));
+                (rc != 0 ? LibCFiles.ErrorText(errno) : "no context returned"));
         if (SecurityContext.ShapeError(context) is { } shape)
             throw new SecurityPolicyException(PolicyErrorKind.ComputationFailed,
                 $"security_compute_relabel returned '{AvcFormat.Printable(context)}', which is not a security context: {shape}");

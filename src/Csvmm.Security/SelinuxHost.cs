@@ -1,5 +1,6 @@
 using Csvmm.Security.Native;
 using Microsoft.Win32.SafeHandles;
+using Csvmm.Sys;
 
 namespace Csvmm.Security;
 
@@ -60,7 +61,7 @@ public static unsafe class SelinuxHost
             return new(HostSelinux.Absent, null, null, $"is_selinux_enabled() = 0: no SELinux in this kernel{noFs}");
         if (enabled < 0)
         {
-            string error = LibC.ErrorText(lib.LastError);
+            string error = LibCFiles.ErrorText(lib.LastError);
             return new(HostSelinux.Enabled, null, null,
                 $"is_selinux_enabled() failed ({error}): assuming SELinux is enabled (fail closed)", "is_selinux_enabled() failed: " + error);
         }
@@ -70,7 +71,7 @@ public static unsafe class SelinuxHost
         {
             1 => "security_getenforce() = 1 (enforcing)",
             0 => "security_getenforce() = 0 (permissive)",
-            _ => $"security_getenforce() failed ({LibC.ErrorText(lib.LastError)})",
+            _ => $"security_getenforce() failed ({LibCFiles.ErrorText(lib.LastError)})",
         };
         bool? kernelEnforcing = enforce switch { 1 => true, 0 => false, _ => null };
 
@@ -81,7 +82,7 @@ public static unsafe class SelinuxHost
         string? contextError = null;
         if (rc != 0 || context is null)
         {
-            contextError = "getcon() failed: " + (rc != 0 ? LibC.ErrorText(errno) : "no context returned");
+            contextError = "getcon() failed: " + (rc != 0 ? LibCFiles.ErrorText(errno) : "no context returned");
             context = null;
         }
         else if (SecurityContext.ShapeError(context) is { } shape)
@@ -113,7 +114,25 @@ public static unsafe class SelinuxHost
         string? context = SelinuxStrings.Take(lib, raw);
         if (rc != 0 || context is null)
             throw new SecurityPolicyException(PolicyErrorKind.InvalidContext,
-                "getcon() failed: " + (rc != 0 ? LibC.ErrorText(errno) : "no context returned"));
+                "getcon() failed: " + (rc != 0 ? LibCFiles.ErrorText(errno) : "no context returned"));
+        return context;
+    }
+
+    /// <summary>
+    /// The context of the peer of a connected Unix socket (<c>getpeercon_raw</c>: the kernel's label of the client
+    /// process, taken when it connected), or a <see cref="SecurityPolicyException"/> saying why not.
+    /// </summary>
+    public static string PeerContext(int socketFd) => PeerContext(LibSelinuxNative.Instance, socketFd);
+
+    internal static string PeerContext(ILibSelinux lib, int socketFd)
+    {
+        byte* raw = null;
+        int rc = lib.GetpeerconRaw(socketFd, &raw);
+        int errno = lib.LastError;
+        string? context = SelinuxStrings.Take(lib, raw);
+        if (rc != 0 || context is null)
+            throw new SecurityPolicyException(PolicyErrorKind.InvalidContext,
+                "getpeercon() failed: " + (rc != 0 ? LibCFiles.ErrorText(errno) : "no context returned"));
         return context;
     }
 
@@ -139,7 +158,7 @@ public static unsafe class SelinuxHost
             int rc = lib.FGetfileconRaw(fd, &raw);
             int errno = rc < 0 ? lib.LastError : 0;
             string? context = SelinuxStrings.Take(lib, raw);
-            if (rc < 0 && errno == LibC.EBADF)
+            if (rc < 0 && errno == Errno.Ebadf)
             {
                 byte[] procPath = Utf8.ToCString($"/proc/self/fd/{fd}")!;
                 raw = null;
@@ -152,7 +171,7 @@ public static unsafe class SelinuxHost
             }
             if (rc < 0 || context is null)
                 return DiskLabel.Unlabelled(path, source, rc < 0
-                    ? $"cannot read the SELinux label of {path}: {LibC.ErrorText(errno)}"
+                    ? $"cannot read the SELinux label of {path}: {LibCFiles.ErrorText(errno)}"
                     : $"cannot read the SELinux label of {path}: no context returned");
             return SecurityContext.TryParse(context, out _)
                 ? DiskLabel.Labelled(path, context, source)

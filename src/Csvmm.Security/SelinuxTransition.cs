@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Runtime.InteropServices;
 using Csvmm.Security.Native;
+using Csvmm.Sys;
 
 namespace Csvmm.Security;
 
@@ -125,13 +126,13 @@ public static unsafe class SelinuxTransition
             errno = lib.LastError;
         }
         if (rc != 0)
-            throw Failed($"setexeccon({marker.ExecContext}) failed: {LibC.ErrorText(errno)}");
+            throw Failed($"setexeccon({marker.ExecContext}) failed: {LibCFiles.ErrorText(errno)}");
 
         rc = lib.Execve(block.Path, block.Argv, block.Envp);
         errno = lib.LastError;
         // Still here: the exec failed. Reset the exec context so nothing else this thread runs inherits it.
         lib.SetexecconRaw(null);
-        throw Failed($"cannot re-execute csvmm in {marker.ExecContext}: execve({exe}) failed: {LibC.ErrorText(errno)}" +
+        throw Failed($"cannot re-execute csvmm in {marker.ExecContext}: execve({exe}) failed: {LibCFiles.ErrorText(errno)}" +
             (errno == 13 ? " (the policy must allow the process transition and csvmm's executable as an entrypoint of that domain)" : ""));
     }
 

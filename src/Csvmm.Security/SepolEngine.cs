@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Csvmm.Security.Native;
+using Csvmm.Sys;
 
 namespace Csvmm.Security;
 
@@ -65,13 +66,13 @@ public sealed unsafe class SepolEngine : IPolicyEngine
             LibSepol.Debug(0);
             nint file;
             fixed (byte* p = cpath)
-                file = LibC.FOpen(p, mode);
+                file = LibCFiles.FOpen(p, mode);
             if (file == 0)
-                throw Unavailable($"cannot open SELinux policy {path}: {LibC.ErrorText(Marshal.GetLastPInvokeError())}");
+                throw Unavailable($"cannot open SELinux policy {path}: {LibCFiles.ErrorText(Marshal.GetLastPInvokeError())}");
             int rc;
             try
             {
-                if (!TrustedFile.TryFStat(LibC.FileNo(file), out LinuxStat st, out string statError))
+                if (!TrustedFile.TryFStat(LibCFiles.FileNo(file), out LinuxStat st, out string statError))
                     throw Unavailable($"cannot check SELinux policy {path}: {statError}");
                 if (TrustedFile.Violation(st, trust) is { } violation)
                     throw Unavailable($"refusing SELinux policy {path}: {violation}");
@@ -85,7 +86,7 @@ public sealed unsafe class SepolEngine : IPolicyEngine
             }
             finally
             {
-                LibC.FClose(file);
+                LibCFiles.FClose(file);
             }
             if (rc != 0)
                 throw Unavailable($"SELinux policy {path} is not a valid binary policy (corrupt, truncated, or not a kernel policy)");
@@ -174,7 +175,7 @@ public sealed unsafe class SepolEngine : IPolicyEngine
             }
             finally
             {
-                LibC.Free(text);
+                LibCFiles.Free(text);
             }
         }
     }
@@ -204,7 +205,7 @@ public sealed unsafe class SepolEngine : IPolicyEngine
             }
             finally
             {
-                LibC.Free(buffer);
+                LibCFiles.Free(buffer);
             }
         }
     }

@@ -19,7 +19,7 @@ public sealed class DecisionTableTests(PolicyFixture policy)
         ["guest_t"] = "guest_u:guest_r:guest_t",
         ["kernel_t"] = "system_u:system_r:kernel_t",
     };
-    private static readonly string[] s_diskTypes = ["qemu_virtdisk_t", "untrusted_disk_t"];
+    private static readonly string[] s_diskTypes = ["qemu_virtdisk_t", "untrusted_disk_t", "qemu_snapshot_t"];
     private static readonly string[] s_vmTypes = ["vm_user_t", "vm_staff_t", "vm_sandbox_t", "vm_guest_t"];
 
     private static readonly object s_oracleLock = new();
@@ -42,6 +42,11 @@ public sealed class DecisionTableTests(PolicyFixture policy)
         { "guest_t",  "untrusted_disk_t", true,  null,           false },  // no type_change rule
         { "kernel_t", "qemu_virtdisk_t",  false, null,           false },  // nothing
         { "kernel_t", "untrusted_disk_t", false, null,           false },  // nothing
+        // Snapshots are VM images too (restore): only user_t has the three rules.
+        { "user_t",   "qemu_snapshot_t",  true,  "vm_user_t",    true  },
+        { "staff_t",  "qemu_snapshot_t",  false, null,           false },
+        { "guest_t",  "qemu_snapshot_t",  false, null,           false },
+        { "kernel_t", "qemu_snapshot_t",  false, null,           false },
     };
 
     [Theory]

@@ -174,8 +174,9 @@ public sealed class FailClosedTests(PolicyFixture policy)
         var engine = policy.Engine;
         var vm = engine.GetClass("vm");
         var file = engine.GetClass("file");
-        // class vm { entrypoint save restore migrate }: bits in declaration order.
-        Assert.Equal([1u, 2u, 4u, 8u], new[] { "entrypoint", "save", "restore", "migrate" }.Select(p => engine.GetPermission(vm, p)));
+        // class vm { entrypoint save restore migrate_out migrate_in control query }: bits in declaration order.
+        Assert.Equal([1u, 2u, 4u, 8u, 16u, 32u, 64u],
+            new[] { "entrypoint", "save", "restore", "migrate_out", "migrate_in", "control", "query" }.Select(p => engine.GetPermission(vm, p)));
         // class file (getattr open read write) in base.cil.
         Assert.Equal([1u, 2u, 4u], new[] { "getattr", "open", "read" }.Select(p => engine.GetPermission(file, p)));
     }

@@ -18,7 +18,7 @@ internal sealed unsafe class FakeLibSelinux : ILibSelinux, IDisposable
     {
         ["file"] = ["ioctl", "read", "write", "create", "getattr", "setattr", "lock", "relabelfrom", "relabelto", "append", "map", "unlink", "link", "rename", "execute", "open"],
         ["process"] = ["fork", "transition"],
-        ["vm"] = ["entrypoint", "save", "restore", "migrate"],
+        ["vm"] = ["entrypoint", "save", "restore", "migrate_out", "migrate_in", "control", "query"],
     };
     private readonly HashSet<string> _validContexts = new(StringComparer.Ordinal);
     private readonly Dictionary<(string S, string T, string C), HashSet<string>> _allow = [];
@@ -112,6 +112,18 @@ internal sealed unsafe class FakeLibSelinux : ILibSelinux, IDisposable
         Calls.Add("security_getenforce()");
         t_errno = Enforce < 0 ? EnforceErrno : 0;
         return Enforce;
+    }
+
+    /// <summary>What getpeercon_raw reports for a socket (null: fails with <see cref="GetconErrno"/> or EINVAL).</summary>
+    public string? PeerContext { get; set; }
+
+    public int GetpeerconRaw(int fd, byte** context)
+    {
+        Calls.Add($"getpeercon_raw({fd})");
+        if (PeerContext is null)
+            return Fail(GetconErrno == 0 ? EINVAL : GetconErrno);
+        *context = Give(PeerContext);
+        return 0;
     }
 
     public int GetconRaw(byte** context)

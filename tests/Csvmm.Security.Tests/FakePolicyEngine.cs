@@ -11,7 +11,7 @@ public sealed class FakePolicyEngine : IPolicyEngine
     private readonly Dictionary<string, string[]> _classes = new()
     {
         ["file"] = ["write", "getattr", "read", "open"],     // bit order differs from the real policy on purpose
-        ["vm"] = ["save", "entrypoint", "restore", "migrate"],
+        ["vm"] = ["save", "entrypoint", "restore", "migrate_out", "migrate_in", "control", "query"],
     };
     private readonly Dictionary<(string Source, string Target, string Class), HashSet<string>> _allow = [];
     private readonly Dictionary<(string Source, string Target), string> _typeChange = [];

@@ -196,7 +196,7 @@ public sealed class ShippedFileContextsTests(PolicyFixture policy)
     {
         var fc = FileContexts.Load(policy.FileContextsPath);
         fc.Validate(policy.Engine);
-        Assert.Equal(4, fc.Entries.Count);
+        Assert.Equal(5, fc.Entries.Count);
     }
 
     [Theory]
@@ -204,6 +204,7 @@ public sealed class ShippedFileContextsTests(PolicyFixture policy)
     [InlineData("/var/lib/csvmm/images/incoming/download.img", "system_u:object_r:untrusted_disk_t")]
     [InlineData("/var/lib/csvmm/untrusted/x.qcow2", "system_u:object_r:untrusted_disk_t")]
     [InlineData("/var/lib/csvmm/images/lost+found/#123", null)]
+    [InlineData("/var/lib/csvmm/snapshots/vm1.snap", "system_u:object_r:qemu_snapshot_t")]
     [InlineData("/home/user/disk.img", null)]
     public void Shipped_mapping_labels_the_documented_directories(string path, string? context)
     {

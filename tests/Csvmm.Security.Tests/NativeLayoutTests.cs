@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using Csvmm.Security.Native;
+using Csvmm.TestSupport;
 
 namespace Csvmm.Security.Tests;
 
@@ -12,7 +13,6 @@ public sealed class NativeLayoutTests
     {
         var c = new StringBuilder("""
             #include <stddef.h>
-            #include <sys/stat.h>
             #include <sepol/policydb/flask_types.h>
 
             """);
@@ -26,31 +26,11 @@ public sealed class NativeLayoutTests
         Offset<SepolAvDecision>("struct sepol_av_decision", "auditallow", nameof(SepolAvDecision.AuditAllow));
         Offset<SepolAvDecision>("struct sepol_av_decision", "auditdeny", nameof(SepolAvDecision.AuditDeny));
         Offset<SepolAvDecision>("struct sepol_av_decision", "seqno", nameof(SepolAvDecision.SeqNo));
-        Size<LinuxStat>("struct stat");
-        Offset<LinuxStat>("struct stat", "st_dev", nameof(LinuxStat.Dev));
-        Offset<LinuxStat>("struct stat", "st_ino", nameof(LinuxStat.Ino));
-        Offset<LinuxStat>("struct stat", "st_mode", nameof(LinuxStat.Mode));
-        Offset<LinuxStat>("struct stat", "st_uid", nameof(LinuxStat.Uid));
-        Offset<LinuxStat>("struct stat", "st_gid", nameof(LinuxStat.Gid));
-        Offset<LinuxStat>("struct stat", "st_size", nameof(LinuxStat.Size));
-        c.AppendLine($"_Static_assert(S_IFMT == {LibC.S_IFMT} && S_IFREG == {LibC.S_IFREG} && S_IFDIR == {LibC.S_IFDIR} && S_IFBLK == {LibC.S_IFBLK}, \"S_IF*\");");
-        c.AppendLine($"_Static_assert(S_IFCHR == {LibC.S_IFCHR} && S_IFIFO == {LibC.S_IFIFO} && S_IFLNK == {LibC.S_IFLNK} && S_IFSOCK == {LibC.S_IFSOCK}, \"S_IF*\");");
         c.AppendLine("#include <sepol/policydb/services.h>");
         c.AppendLine($"_Static_assert(SEPOL_COMPUTEAV_TE == {LibSepol.ComputeAvTe} && SEPOL_COMPUTEAV_CONS == {LibSepol.ComputeAvCons} && " +
                      $"SEPOL_COMPUTEAV_RBAC == {LibSepol.ComputeAvRbac} && SEPOL_COMPUTEAV_BOUNDS == {LibSepol.ComputeAvBounds}, \"reasons\");");
 
-        string dir = Directory.CreateTempSubdirectory("csvmm-layout-").FullName;
-        try
-        {
-            string file = Path.Combine(dir, "layout.c");
-            File.WriteAllText(file, c.ToString());
-            var r = Tool.Run("gcc", "-fsyntax-only", "-Wall", "-Werror", file);
-            Assert.True(r.ExitCode == 0, r.StdErr);
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        Gcc.AssertCompiles(c.ToString(), "the libsepol layout checks");
     }
 
     [Fact]

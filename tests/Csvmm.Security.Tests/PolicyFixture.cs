@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Csvmm.Security;
 
+using Csvmm.TestSupport;
+
 namespace Csvmm.Security.Tests;
 
 /// <summary>Runs a command-line tool and captures its output.</summary>
@@ -50,7 +52,7 @@ public sealed class PolicyFixture : IDisposable
 {
     public PolicyFixture()
     {
-        RepoRoot = FindRepoRoot();
+        RepoRoot = RepoPaths.Root;
         Directory = System.IO.Directory.CreateTempSubdirectory("csvmm-policy-").FullName;
         Tool.RunChecked("bash", Path.Combine(RepoRoot, "policy", "build.sh"), Path.Combine(Directory, "standalone"));
         PolicyPath = Path.Combine(Directory, "standalone", "policy.33");
@@ -99,14 +101,6 @@ public sealed class PolicyFixture : IDisposable
         Tool.RunChecked("secilc", "-M", "false", "-c", "33", "-o", output, "-f", "/dev/null",
             Path.Combine(AppContext.BaseDirectory, "Policies", cil));
         return output;
-    }
-
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "policy", "csvmm.cil")))
-                return dir.FullName;
-        throw new InvalidOperationException("cannot find the repository (policy/csvmm.cil) above " + AppContext.BaseDirectory);
     }
 
     public void Dispose() => System.IO.Directory.Delete(Directory, recursive: true);

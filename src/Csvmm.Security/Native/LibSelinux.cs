@@ -47,6 +47,9 @@ internal unsafe interface ILibSelinux
     /// <summary>int getcon_raw(char **con): the calling thread's context; 0 or -1 (errno).</summary>
     int GetconRaw(byte** context);
 
+    /// <summary>int getpeercon_raw(int fd, char **con): the context of the process at the other end of a connected Unix socket; 0 or -1 (errno).</summary>
+    int GetpeerconRaw(int fd, byte** context);
+
     /// <summary>int fgetfilecon_raw(int fd, char **con): the file's label; its length including the NUL, or -1 (errno; EBADF for an O_PATH fd before libselinux 3.5).</summary>
     int FGetfileconRaw(int fd, byte** context);
 
@@ -94,6 +97,7 @@ internal sealed unsafe partial class LibSelinuxNative : ILibSelinux
     public int IsSelinuxEnabled() => is_selinux_enabled();
     public int SecurityGetenforce() => security_getenforce();
     public int GetconRaw(byte** context) => getcon_raw(context);
+    public int GetpeerconRaw(int fd, byte** context) => getpeercon_raw(fd, context);
     public int FGetfileconRaw(int fd, byte** context) => fgetfilecon_raw(fd, context);
     public int GetfileconRaw(byte* path, byte** context) => getfilecon_raw(path, context);
     public void Freecon(byte* context) => freecon(context);
@@ -116,6 +120,9 @@ internal sealed unsafe partial class LibSelinuxNative : ILibSelinux
 
     [LibraryImport(Lib, SetLastError = true)]
     private static partial int getcon_raw(byte** context);
+
+    [LibraryImport(Lib, SetLastError = true)]
+    private static partial int getpeercon_raw(int fd, byte** context);
 
     [LibraryImport(Lib, SetLastError = true)]
     private static partial int fgetfilecon_raw(int fd, byte** context);

@@ -1,0 +1,105 @@
+namespace Csvmm.Security;
+
+/// <summary>A management operation on a running VM, each its own permission of class <c>vm</c>.</summary>
+public enum VmOperation
+{
+    /// <summary>Read-only queries (QMP query-*, capabilities negotiation).</summary>
+    Query,
+    /// <summary>Run-state changes: stop, cont, system_reset, system_powerdown, quit.</summary>
+    Control,
+    /// <summary>Write the VM's state to a snapshot.</summary>
+    Save,
+    /// <summary>Start a VM from a snapshot.</summary>
+    Restore,
+    /// <summary>Send the running VM to another csvmm.</summary>
+    MigrateOut,
+    /// <summary>Receive a VM from another csvmm.</summary>
+    MigrateIn,
+}
+
+/// <summary>One management decision: whether the operation may go ahead, and the AVC line that records it.</summary>
+/// <param name="PolicyAllows">The policy grants the permission.</param>
+/// <param name="Allowed">The operation may go ahead: granted, or a denial that is not enforced (permissive mode or a
+/// permissive domain), or checks disabled.</param>
+/// <param name="AvcLine">The AVC-style record (null when checks are disabled).</param>
+/// <param name="DenialReason">Why the policy denies, or why it could not decide; null when granted.</param>
+public sealed record ManagementDecision(bool PolicyAllows, bool Allowed, string? AvcLine, string? DenialReason);
+
+/// <summary>
+/// Mandatory access control on VM management: may the domain <c>source</c> perform an operation on this VM, i.e. does
+/// the policy have <c>allow &lt;source&gt; &lt;vm type&gt;:vm &lt;permission&gt;</c>. The VM's context is the one
+/// the entrypoint gate computed for its disks (or csvmm's own context for a VM started without a disk). Decided with
+/// the same engines as the entrypoint (libsepol offline, libselinux on an SELinux host), in the same mode; anything
+/// the engine cannot evaluate (a policy without the permission, an invalid context) is a denial with its reason.
+/// </summary>
+public sealed class ManagementGate
+{
+    private readonly IPolicyEngine _engine;
+    private readonly AvcOrigin _origin;
+
+    /// <param name="engine">Decides.</param>
+    /// <param name="mode">Enforcing: denials refuse the operation; permissive: logged, allowed; disabled: not checked.</param>
+    /// <param name="vmContext">The VM's context: the target of every decision.</param>
+    /// <param name="origin">The process named in AVC lines.</param>
+    public ManagementGate(IPolicyEngine engine, EnforcementMode mode, string vmContext, AvcOrigin origin)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(vmContext);
+        if (!Enum.IsDefined(mode)) throw new ArgumentOutOfRangeException(nameof(mode), mode, "unknown enforcement mode");
+        _engine = engine;
+        Mode = mode;
+        VmContext = vmContext;
+        _origin = origin;
+    }
+
+    /// <summary>The enforcement mode.</summary>
+    public EnforcementMode Mode { get; }
+
+    /// <summary>The VM's context (the target of every decision).</summary>
+    public string VmContext { get; }
+
+    /// <summary>The permission of class vm that <paramref name="operation"/> needs.</summary>
+    public static string PermissionFor(VmOperation operation) => operation switch
+    {
+        VmOperation.Query => "query",
+        VmOperation.Control => "control",
+        VmOperation.Save => "save",
+        VmOperation.Restore => "restore",
+        VmOperation.MigrateOut => "migrate_out",
+        VmOperation.MigrateIn => "migrate_in",
+        _ => throw new ArgumentOutOfRangeException(nameof(operation), operation, "unknown operation"),
+    };
+
+    /// <summary>
+    /// Decides whether <paramref name="sourceContext"/> may perform <paramref name="operation"/> on the VM.
+    /// <paramref name="what"/> names the request in the AVC line's path field (e.g. <c>qmp:stop</c>).
+    /// </summary>
+    public ManagementDecision Check(string sourceContext, VmOperation operation, string what)
+    {
+        ArgumentNullException.ThrowIfNull(sourceContext);
+        ArgumentNullException.ThrowIfNull(what);
+        string permission = PermissionFor(operation);
+        if (Mode == EnforcementMode.Disabled) return new ManagementDecision(true, true, null, null);
+        bool permissive = Mode == EnforcementMode.Permissive;
+        try
+        {
+            SecurityClass vm = _engine.GetClass(EntrypointGate.VmClass);
+            uint bit = _engine.GetPermission(vm, permission);
+            AccessDecision d = _engine.ComputeAccess(_engine.GetSid(sourceContext), _engine.GetSid(VmContext), vm, bit);
+            bool granted = d.Grants(bit);
+            bool notEnforced = permissive || d.PermissiveDomain;
+            string line = AvcFormat.Line(granted, [permission], _origin, what, sourceContext, VmContext, EntrypointGate.VmClass, notEnforced);
+            if (granted) return new ManagementDecision(true, true, line, null);
+            string reason = (d.Causes & DenialCauses.Constraint) != 0 ? "denied by a constraint"
+                : (d.Causes & DenialCauses.Rbac) != 0 ? "denied by role-based access control"
+                : $"no rule allow {SecurityContext.Parse(sourceContext).Type} {SecurityContext.Parse(VmContext).Type}:{EntrypointGate.VmClass} {permission}";
+            return new ManagementDecision(false, notEnforced, line, reason);
+        }
+        catch (SecurityPolicyException e)
+        {
+            // Not decidable (no such permission in this policy, an invalid context, no policy): never allowed in enforcing mode.
+            string line = AvcFormat.Line(false, [permission], _origin, what, sourceContext, VmContext, EntrypointGate.VmClass, permissive);
+            return new ManagementDecision(false, permissive, line, e.Message);
+        }
+    }
+}
