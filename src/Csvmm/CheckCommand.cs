@@ -20,7 +20,7 @@ public static class CheckCommand
         try
         {
             // The report is the output: the gate's own log lines would only repeat it.
-            outcome = SecurityGate.Evaluate(options.Security, options.Disks, Serilog.Core.Logger.None);
+            outcome = new DiskGate(options.Security, Serilog.Core.Logger.None).Admit(options.Disks);
         }
         catch (DiskException e)
         {
@@ -50,6 +50,15 @@ public static class CheckCommand
                     stdout.WriteLine(avc);
             }
             stdout.WriteLine();
+            if (outcome.Management is { } management && outcome.ProcessContext is { } self)
+            {
+                // What this process could do to the running VM (QMP commands, save, migration), one line per permission.
+                foreach (var op in Enum.GetValues<VmOperation>())
+                {
+                    var d = management.Check(self, op, "check");
+                    stdout.WriteLine($"manage:     {ManagementGate.PermissionFor(op),-11} {(d.PolicyAllows ? "granted" : "denied: " + d.DenialReason)}");
+                }
+            }
             if (vm.PolicyAllows)
             {
                 stdout.WriteLine($"vm:         {vm.VmContext} (allowed)");

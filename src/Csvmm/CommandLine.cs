@@ -9,7 +9,67 @@ namespace Csvmm.Cli;
 public sealed record SerialSpec(SerialMode Mode, string? Path);
 
 /// <summary>The validated command line.</summary>
-public sealed record CliOptions(MachineConfig Machine, SerialSpec Serial, LogEventLevel LogLevel, string? LogFile, SecurityOptions Security);
+public sealed record CliOptions(MachineConfig Machine, SerialSpec Serial, LogEventLevel LogLevel, string? LogFile, SecurityOptions Security)
+{
+    /// <summary>No --kernel or --firmware was given: the machine boots its disks through the built-in firmware.</summary>
+    public bool BuiltInFirmware { get; init; }
+
+    /// <summary>--qmp unix:PATH: the QMP control socket's path, or null.</summary>
+    public string? QmpSocket { get; init; }
+
+    /// <summary>--incoming file:PATH: the snapshot the machine is restored from, or null.</summary>
+    public string? Incoming { get; init; }
+}
+
+/// <summary>
+/// <c>--qmp unix:PATH[,server[=on]][,wait=off|nowait]</c>, QEMU's chardev syntax for a listening monitor socket. csvmm
+/// only listens (server), never waits for a client before starting the guest, and only on Unix sockets.
+/// </summary>
+public static class QmpSpecParser
+{
+    public static bool TryParse(string text, out string? path, out string error)
+    {
+        path = null;
+        error = "";
+        if (!text.StartsWith("unix:", StringComparison.Ordinal))
+        {
+            error = $"--qmp {text}: expected unix:PATH (csvmm's control socket is a Unix socket)";
+            return false;
+        }
+        var parts = text[5..].Split(',');
+        if (parts[0].Length == 0)
+        {
+            error = $"--qmp {text}: the socket path is empty";
+            return false;
+        }
+        foreach (var opt in parts.Skip(1))
+        {
+            switch (opt)
+            {
+                case "server" or "server=on" or "wait=off" or "nowait":
+                    break;
+                case "server=off":
+                    error = $"--qmp {text}: csvmm listens on its control socket; connecting out (server=off) is not supported";
+                    return false;
+                case "wait=on" or "wait":
+                    error = $"--qmp {text}: waiting for a client before the guest starts (wait=on) is not supported";
+                    return false;
+                default:
+                    error = $"--qmp {text}: unknown option '{opt}' (server=on, wait=off)";
+                    return false;
+            }
+        }
+        path = Path.GetFullPath(parts[0]);
+        return true;
+    }
+}
+
+/// <summary>The firmware csvmm boots disks with when neither --kernel nor --firmware is given.</summary>
+public static class BuiltInFirmware
+{
+    /// <summary>&lt;directory of the csvmm executable&gt;/firmware/bios.bin (out/firmware/bios.bin, installed by ./build.sh).</summary>
+    public static string Path => System.IO.Path.Combine(AppContext.BaseDirectory, "firmware", "bios.bin");
+}
 
 /// <summary>The validated command line of <c>csvmm check</c>.</summary>
 public sealed record CheckOptions(IReadOnlyList<string> Disks, SecurityOptions Security);
@@ -60,7 +120,7 @@ public sealed class CommandLine
     public Option<FileInfo?> Kernel { get; } = new("--kernel") { Description = "Linux kernel to boot: a bzImage, or an ELF vmlinux with a PVH entry note", HelpName = "FILE" };
     public Option<FileInfo?> Initrd { get; } = new("--initrd") { Description = "Initial ramdisk for --kernel", HelpName = "FILE" };
     public Option<string?> Append { get; } = new("--append") { Description = "Kernel command line for --kernel", HelpName = "STR" };
-    public Option<FileInfo?> Firmware { get; } = new("--firmware") { Description = "BIOS image (a multiple of 64 KiB) mapped below 4 GiB; the vCPU starts at F000:FFF0", HelpName = "FILE" };
+    public Option<FileInfo?> Firmware { get; } = new("--firmware") { Description = "BIOS image (a multiple of 64 KiB) mapped below 4 GiB; the vCPU starts at F000:FFF0 (default with only --disk: the built-in SeaBIOS, firmware/bios.bin beside csvmm)", HelpName = "FILE" };
     /// <summary>IDE positions: primary/secondary × master/slave.</summary>
     public const int MaxIdeDisks = 4;
     /// <summary>virtio-blk functions: one per free PCI slot (2-31).</summary>
@@ -73,6 +133,8 @@ public sealed class CommandLine
     public Option<bool> NoReboot { get; } = new("--no-reboot") { Description = "Exit (code 0) when the guest resets instead of rebooting it" };
     public Option<string> LogLevel { get; } = new("--log-level") { Description = "verbose, debug, information, warning (default), error, fatal", HelpName = "LEVEL", DefaultValueFactory = _ => "warning" };
     public Option<FileInfo?> LogFile { get; } = new("--log-file") { Description = "Also write the log as JSON lines to FILE", HelpName = "FILE" };
+    public Option<string?> Qmp { get; } = new("--qmp") { Description = "QMP control socket: unix:PATH[,server=on][,wait=off] (created 0600; one client at a time)", HelpName = "unix:PATH" };
+    public Option<string?> Incoming { get; } = new("--incoming") { Description = "Restore the machine from a snapshot (written by QMP migrate to file:PATH): file:PATH; the machine's kernel/firmware, memory and vCPUs come from the snapshot", HelpName = "file:PATH" };
     public Option<double?> Timeout { get; } = new("--timeout") { Description = "Stop the VM after SECONDS (exit code 7)", HelpName = "SECONDS" };
 
     public SecurityOptionSet Security { get; } = new();
@@ -82,16 +144,18 @@ public sealed class CommandLine
     /// <summary><c>csvmm check</c>: the SELinux decision for disks, without creating a VM.</summary>
     public Command Check { get; } = new("check", "Show the SELinux entrypoint decision for disks (file read, VM context, entrypoint) without creating a VM; exit 0 when the policy allows, 6 when it denies");
     public Option<string[]> CheckDisk { get; } = new("--disk") { Description = "Disk image PATH (or a full --disk SPEC) to decide on (repeatable)", HelpName = "PATH", AllowMultipleArgumentsPerToken = false };
+    public Option<string?> CheckSnapshot { get; } = new("--snapshot") { Description = "A saved VM (snapshot) to decide on as --incoming would: an image like a disk, then restore", HelpName = "PATH" };
     public SecurityOptionSet CheckSecurity { get; } = new();
 
     public CommandLine()
     {
         Root = new RootCommand("csvmm: a KVM virtual machine monitor that boots Linux guests from kernels, firmware and disk images");
-        foreach (var o in new Option[] { Kernel, Initrd, Append, Firmware, Disk, Memory, Cpus, Serial, NoReboot, LogLevel, LogFile, Timeout })
+        foreach (var o in new Option[] { Kernel, Initrd, Append, Firmware, Disk, Memory, Cpus, Serial, NoReboot, LogLevel, LogFile, Timeout, Qmp, Incoming })
             Root.Options.Add(o);
         Security.AddTo(Root);
         Root.Options.Add(SelinuxTransition);
         Check.Options.Add(CheckDisk);
+        Check.Options.Add(CheckSnapshot);
         CheckSecurity.AddTo(Check);
         Root.Subcommands.Add(Check);
         // A command with subcommands and no action makes System.CommandLine demand a subcommand; the root runs a VM.
@@ -109,7 +173,8 @@ public sealed class CommandLine
             if (!DiskSpecParser.TryParse(d, out var spec, out string err)) return (null, err);
             disks.Add(spec!.Path);
         }
-        if (disks.Count == 0) return (null, "check: give at least one --disk PATH");
+        if (r.GetValue(CheckSnapshot) is { Length: > 0 } snapshot) disks.Add(Path.GetFullPath(snapshot));
+        if (disks.Count == 0) return (null, "check: give at least one --disk PATH (or --snapshot PATH)");
         var (security, error) = CheckSecurity.ToOptions(r);
         if (security is null) return (null, error);
         return (new CheckOptions(disks, security), null);
@@ -149,10 +214,20 @@ public sealed class CommandLine
             return (null, $"--disk: {ideCount} IDE disks given, but the IDE controller has {MaxIdeDisks} positions (primary/secondary master/slave)");
         if (disks.Count - ideCount > MaxVirtioDisks)
             return (null, $"--disk: {disks.Count - ideCount} virtio disks given; at most {MaxVirtioDisks} fit on the PCI bus");
-        if (kernel is null && firmware is null)
-            return (null, disks.Count > 0
-                ? "booting from --disk alone needs built-in firmware, which this csvmm does not have yet: give --kernel or --firmware"
-                : "nothing to boot: give --kernel FILE or --firmware FILE (see --help)");
+        string? incoming = null;
+        if (r.GetValue(Incoming) is { } incomingText)
+        {
+            if (!incomingText.StartsWith("file:", StringComparison.Ordinal) || incomingText.Length == 5)
+                return (null, $"--incoming {incomingText}: expected file:PATH");
+            if (kernel is not null || firmware is not null || disks.Count > 0)
+                return (null, "--incoming restores the machine a snapshot describes: --kernel, --firmware and --disk cannot be given with it");
+            if (r.GetResult(Memory) is { Implicit: false } || r.GetResult(Cpus) is { Implicit: false })
+                return (null, "--incoming restores the machine a snapshot describes: --memory and --cpus cannot be given with it");
+            incoming = Path.GetFullPath(incomingText[5..]);
+        }
+        bool builtInFirmware = kernel is null && firmware is null && incoming is null;
+        if (incoming is null && kernel is null && firmware is null && disks.Count == 0)
+            return (null, "nothing to boot: give --disk IMAGE (booted by the built-in firmware), --kernel FILE or --firmware FILE (see --help)");
 
         string serialText = r.GetValue(Serial) ?? "stdio";
         SerialSpec serial;
@@ -183,6 +258,12 @@ public sealed class CommandLine
             security = security with { Transition = true };
         }
 
+        string? qmp = null;
+        if (r.GetValue(Qmp) is { } qmpText)
+        {
+            if (!QmpSpecParser.TryParse(qmpText, out qmp, out string qmpError)) return (null, qmpError);
+        }
+
         double? timeout = r.GetValue(Timeout);
         if (timeout is { } t && (!(t > 0) || t > 365 * 86400)) return (null, $"--timeout {t}: must be a positive number of seconds");
 
@@ -191,7 +272,7 @@ public sealed class CommandLine
             Kernel = kernel?.FullName,
             Initrd = initrd?.FullName,
             Append = append ?? "",
-            Firmware = firmware?.FullName,
+            Firmware = builtInFirmware ? BuiltInFirmware.Path : firmware?.FullName,
             Disks = disks,
             MemoryBytes = mem,
             Cpus = cpus,
@@ -200,7 +281,7 @@ public sealed class CommandLine
             // Not an option: lets tests point csvmm at a missing KVM device to check the error path.
             KvmDevice = Environment.GetEnvironmentVariable("CSVMM_KVM_DEVICE") is { Length: > 0 } dev ? dev : "/dev/kvm",
         };
-        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName, security), null);
+        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName, security) { BuiltInFirmware = builtInFirmware, QmpSocket = qmp, Incoming = incoming }, null);
     }
 }
 

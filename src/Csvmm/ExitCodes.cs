@@ -21,4 +21,12 @@ public static class ExitCodes
     public const int Timeout = 7;
     /// <summary>Terminated by a signal: 128 + the signal number (130 for SIGINT, 143 for SIGTERM).</summary>
     public const int SignalBase = 128;
+
+    /// <summary>The exit code for a --selinux-transition failure.</summary>
+    public static int ForTransition(Csvmm.Security.TransitionFailureKind kind) => kind switch
+    {
+        Csvmm.Security.TransitionFailureKind.Usage => Usage,
+        Csvmm.Security.TransitionFailureKind.Denied => Denied,
+        _ => Internal,
+    };
 }

@@ -4,26 +4,47 @@ using Microsoft.Win32.SafeHandles;
 namespace Csvmm.Cli;
 
 /// <summary>
-/// The host end of COM1's output: bytes from the guest are buffered and written to a file descriptor
-/// (stdout or a file) at each newline, when the buffer fills, or by a one-shot 20 ms flusher for partial lines
-/// (prompts), armed only while such a line waits — an idle or line-oriented guest wakes no timer thread.
-/// Called on vCPU threads under the UART's lock; the write(2) happens outside any guest path lock.
+/// The host end of COM1's output (and the firmware debug port's): the guest's bytes go into a bounded ring under a
+/// short lock, with no system call, and a dedicated "console" thread writes them to the file descriptor (stdout or a
+/// file) — whole lines as soon as their newline arrives, a partial line (a prompt) 20 ms after its first byte, a full
+/// chunk at once. So a slow or stalled reader of csvmm's stdout never blocks a vCPU thread inside the UART's lock.
 /// </summary>
+/// <remarks>
+/// <para>The vCPU side (<see cref="Write"/>) wakes the console thread only when it sleeps with nothing to do (the first
+/// byte after a quiet spell) or on a newline while it lingers over a partial line: about two wake-ups per line.</para>
+/// <para>If the ring (1 MiB) is full because the reader has stopped reading, further bytes are dropped and counted
+/// (<see cref="BytesDropped"/>), as they are when the reader has gone away (EPIPE): the guest runs on either way.</para>
+/// </remarks>
 public sealed unsafe class HostSerialOutput : ISerialOutput, Csvmm.Machine.IFlushable, IDisposable
 {
-    private readonly SafeFileHandle _fd;
-    private readonly byte[] _buffer = new byte[4096];
-    private int _count;
-    private readonly object _lock = new();
-    private readonly Timer _flusher;
-    private bool _broken;
-    private bool _flusherArmed;
-    private const int FlushDelayMs = 20;
+    private const int Capacity = 1 << 20;
+    private const int Chunk = 16 * 1024;
+    private const int LingerMs = 20;
+    private readonly TimeSpan _flushLimit;
 
-    private HostSerialOutput(SafeFileHandle fd)
+    private enum WriterState { Idle, Lingering, Writing }
+
+    private readonly SafeFileHandle _fd;
+    private readonly byte[] _ring = new byte[Capacity];
+    private readonly byte[] _chunk = new byte[Chunk];
+    private readonly object _lock = new();
+    private readonly Thread _writer;
+    private int _head, _count;
+    private bool _newline;        // a newline is in the ring
+    private bool _flushRequested;
+    private bool _stopping;
+    private WriterState _state = WriterState.Writing;
+    private long _enqueued, _written;
+    private bool _broken;
+
+    /// <param name="fd">Where the bytes go.</param>
+    /// <param name="flushLimit">How long <see cref="Flush"/> and <see cref="Dispose"/> wait for a stalled reader (5 s; tests use less).</param>
+    internal HostSerialOutput(SafeFileHandle fd, TimeSpan? flushLimit = null)
     {
         _fd = fd;
-        _flusher = new Timer(_ => Flush(), null, Timeout.Infinite, Timeout.Infinite);
+        _flushLimit = flushLimit ?? TimeSpan.FromSeconds(5);
+        _writer = new Thread(WriterLoop, 128 * 1024) { IsBackground = true, Name = "console" };
+        _writer.Start();
     }
 
     /// <summary>Writes to fd 1 with write(2), sharing its file offset with stderr (no positional writes).</summary>
@@ -35,31 +56,93 @@ public sealed unsafe class HostSerialOutput : ISerialOutput, Csvmm.Machine.IFlus
     /// <summary>Bytes the guest wrote.</summary>
     public long BytesWritten;
 
+    /// <summary>Bytes dropped because the host side did not keep up (ring full) or went away.</summary>
+    public long BytesDropped { get { lock (_lock) return _dropped; } }
+    private long _dropped;
+
+    /// <summary>One guest byte: into the ring, no system call (a futex wake at most). vCPU threads, under the UART's lock.</summary>
     public void Write(byte value)
     {
         lock (_lock)
         {
-            _buffer[_count++] = value;
             BytesWritten++;
-            if (value == (byte)'\n' || _count == _buffer.Length) FlushLocked();
-            else if (!_flusherArmed)
+            if (_count == Capacity)
             {
-                _flusherArmed = true;
-                _flusher.Change(FlushDelayMs, Timeout.Infinite);
+                _dropped++;
+                return;
+            }
+            int tail = _head + _count;
+            _ring[tail >= Capacity ? tail - Capacity : tail] = value;
+            _count++;
+            _enqueued++;
+            bool newline = value == (byte)'\n';
+            _newline |= newline;
+            if (_state == WriterState.Idle || (_state == WriterState.Lingering && (newline || _count >= Chunk)))
+                Monitor.PulseAll(_lock);
+        }
+    }
+
+    /// <summary>Waits (at most 5 s: a stalled reader must not hang csvmm) until every byte written so far is out.</summary>
+    public void Flush()
+    {
+        var deadline = DateTime.UtcNow + _flushLimit;
+        lock (_lock)
+        {
+            long target = _enqueued;
+            _flushRequested = true;
+            Monitor.PulseAll(_lock);
+            while (_written < target && !_stopping)
+            {
+                TimeSpan left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero) break;
+                Monitor.Wait(_lock, left);
             }
         }
     }
 
-    public void Flush()
+    private void WriterLoop()
     {
-        lock (_lock)
+        while (true)
         {
-            _flusherArmed = false;
-            FlushLocked();
+            int n;
+            lock (_lock)
+            {
+                while (true)
+                {
+                    if (_count > 0 && (_newline || _flushRequested || _stopping || _count >= Chunk)) break;
+                    if (_count == 0)
+                    {
+                        _flushRequested = false;
+                        if (_stopping) return;
+                        _state = WriterState.Idle;
+                        Monitor.Wait(_lock);
+                        continue;
+                    }
+                    // A partial line: give its newline LingerMs to arrive, then write what there is.
+                    _state = WriterState.Lingering;
+                    if (!Monitor.Wait(_lock, LingerMs)) break;
+                }
+                _state = WriterState.Writing;
+                n = Math.Min(_count, Chunk);
+                int first = Math.Min(n, Capacity - _head);
+                _ring.AsSpan(_head, first).CopyTo(_chunk);
+                _ring.AsSpan(0, n - first).CopyTo(_chunk.AsSpan(first));
+                _head = (_head + n) % Capacity;
+                _count -= n;
+                if (_count == 0) _newline = false;
+            }
+            int lost = WriteOut(n);
+            lock (_lock)
+            {
+                _written += n;
+                _dropped += lost;
+                Monitor.PulseAll(_lock); // Flush() waiters
+            }
         }
     }
 
-    private void FlushLocked()
+    /// <summary>write(2) of the chunk, outside every lock; returns how many bytes were lost to a broken descriptor.</summary>
+    private int WriteOut(int count)
     {
         int done = 0;
         bool added = false;
@@ -67,11 +150,12 @@ public sealed unsafe class HostSerialOutput : ISerialOutput, Csvmm.Machine.IFlus
         {
             _fd.DangerousAddRef(ref added);
             int fd = (int)_fd.DangerousGetHandle();
-            fixed (byte* p = _buffer)
+            // Safe: _chunk is pinned for the loop and only this thread touches it; count <= its length.
+            fixed (byte* p = _chunk)
             {
-                while (!_broken && done < _count)
+                while (!_broken && done < count)
                 {
-                    long n = Tmds.Linux.LibC.write(fd, p + done, _count - done);
+                    long n = Tmds.Linux.LibC.write(fd, p + done, count - done);
                     if (n > 0) { done += (int)n; continue; }
                     if (n < 0 && Tmds.Linux.LibC.errno == 4 /* EINTR */) continue;
                     _broken = true; // the reader went away (closed pipe): guest output is dropped, the VM runs on
@@ -82,14 +166,20 @@ public sealed unsafe class HostSerialOutput : ISerialOutput, Csvmm.Machine.IFlus
         {
             if (added) _fd.DangerousRelease();
         }
-        _count = 0;
+        return count - done;
     }
 
+    /// <summary>Writes out what is left (bounded by the flush limit), stops the console thread and closes the file.</summary>
     public void Dispose()
     {
-        _flusher.Dispose();
         Flush();
-        _fd.Dispose();
+        lock (_lock)
+        {
+            _stopping = true;
+            Monitor.PulseAll(_lock);
+        }
+        if (_writer.Join(_flushLimit))
+            _fd.Dispose(); // else the thread is stuck in write(2) on a stalled reader: leave the descriptor to the process exit
     }
 }
 

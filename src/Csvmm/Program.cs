@@ -1,13 +1,18 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Csvmm.Boot;
+using Csvmm.Control;
 using Csvmm.Devices;
 using Csvmm.Kvm;
 using Csvmm.Machine;
 using Csvmm.Memory;
+using Csvmm.Security;
 using Serilog;
 using Serilog.Events;
 using Serilog.Formatting.Compact;
+
+// csvmm is a KVM monitor gated by libsepol/libselinux and /proc: Linux only (as Csvmm.Security).
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
 
 namespace Csvmm.Cli;
 
@@ -56,24 +61,55 @@ public static class Program
         using var log = CreateLogger(options);
         var config = options.Machine;
 
+        // --incoming: the machine is the one the snapshot describes; the file is checked whole before anything else.
+        Csvmm.Machine.Snapshot.SnapshotReader? incoming = null;
+        if (options.Incoming is { } snapshotPath)
+        {
+            try
+            {
+                incoming = Csvmm.Machine.Snapshot.SnapshotReader.Open(snapshotPath);
+                var spec = Csvmm.Machine.Snapshot.MachineSnapshot.ReadSpec(incoming);
+                if (Csvmm.Machine.Snapshot.MachineSnapshot.CannotSave(spec) is { } why)
+                    throw new Csvmm.Machine.Snapshot.SnapshotException($"{snapshotPath}: {why}");
+                config = MachineConfig.For(spec) with
+                {
+                    NoReboot = config.NoReboot || spec.NoReboot, Timeout = config.Timeout ?? spec.Timeout, KvmDevice = config.KvmDevice,
+                };
+            }
+            catch (Csvmm.Machine.Snapshot.SnapshotException e)
+            {
+                incoming?.Dispose();
+                return Fail(ExitCodes.BadInput, e.Message);
+            }
+        }
+        using var incomingSnapshot = incoming;
+
         // Input files are checked up front so a missing or unreadable one is one clear line, before KVM is touched.
+        if (options.BuiltInFirmware && !File.Exists(config.Firmware))
+            return Fail(ExitCodes.BadInput, $"booting from --disk needs the built-in firmware, and {config.Firmware} is missing (./build.sh installs it from Debian's seabios): give --firmware FILE or --kernel FILE");
         foreach (var (role, path) in new[] { ("kernel", config.Kernel), ("initrd", config.Initrd), ("firmware", config.Firmware) })
             if (path is not null && InputFile.Check(path, role) is { } problem)
                 return Fail(ExitCodes.BadInput, problem);
 
         // The SELinux entrypoint gate decides on every disk before any is opened for reading or writing: each path
         // is opened O_PATH only, labelled and checked; a denial in enforcing mode stops csvmm here (exit code 6).
+        // Only the disks it admits can be opened at all (DiskOpener takes nothing but an AdmittedDisk).
+        var securityGate = new DiskGate(options.Security, log);
         GateOutcome gate;
         try
         {
-            gate = SecurityGate.Evaluate(options.Security, config.Disks.Select(d => d.Path).ToList(), log);
+            // A snapshot being restored is a VM image: it passes the same three questions as a disk (read it, which VM
+            // type it leads to, may it enter that type), after the disks, and the VM's context comes from it.
+            var images = config.Disks.Select(d => d.Path).ToList();
+            if (incoming is not null) images.Add(incoming.Path);
+            gate = securityGate.Admit(images);
         }
         catch (Csvmm.Block.DiskException e)
         {
             return Fail(ExitCodes.BadInput, e.Message);
         }
 
-        // Allowed disks are opened (and locked, as QEMU does) through the checked descriptors, before anything else
+        // Admitted disks are opened (and locked, as QEMU does) through the checked descriptors, before anything else
         // runs; they stay open, holding their locks, for the life of the process.
         var disks = new List<Csvmm.Block.RawDisk>();
         using (gate)
@@ -81,22 +117,41 @@ public static class Program
             if (gate.Refusal is { } refusal)
                 return Fail(ExitCodes.Denied, refusal);
             // --selinux-transition: re-exec in the VM's SELinux domain now, before any disk is opened for I/O or guest RAM exists.
-            if (SecurityGate.Transition(options.Security, gate, log) is { } transition)
-                return Fail(transition.ExitCode, transition.Message);
+            if (securityGate.Transition(gate) is { } transition)
+                return Fail(ExitCodes.ForTransition(transition.Kind), transition.Message);
             try
             {
                 for (int i = 0; i < config.Disks.Count; i++)
                 {
                     var d = config.Disks[i];
-                    disks.Add(Csvmm.Block.DiskOpener.Open(new Csvmm.Block.DiskOpenOptions(gate.OpenPath(i), d.ReadOnly,
-                        d.Cache == DiskCache.None ? Csvmm.Block.DiskCacheMode.None : Csvmm.Block.DiskCacheMode.Writeback)
-                    { Warn = m => log.Warning("{Warning}", m), DisplayName = gate.DisplayName(i) }));
+                    disks.Add(Csvmm.Block.DiskOpener.Open(gate.Disks[i], d.ReadOnly,
+                        d.Cache == DiskCache.None ? Csvmm.Block.DiskCacheMode.None : Csvmm.Block.DiskCacheMode.Writeback,
+                        m => log.Warning("{Warning}", m)));
                 }
             }
             catch (Csvmm.Block.DiskException e)
             {
                 foreach (var d in disks) d.Dispose();
                 return Fail(ExitCodes.BadInput, e.Message);
+            }
+        }
+        // The VM's management operations (QMP commands) are decided by the same engine and mode, on the VM's context.
+        (ManagementGate Gate, bool KernelPolicy, string? ProcessContext)? management =
+            gate.Management is { } mg ? (mg, gate.Plan.KernelPolicy, gate.ProcessContext) : null;
+        // Restoring is a management operation of its own: may this process restore the VM the snapshot holds?
+        if (incoming is not null && management is { } mgmt && mgmt.ProcessContext is { } self)
+        {
+            var d = mgmt.Gate.Check(self, VmOperation.Restore, $"incoming:{incoming.Path}");
+            if (d.AvcLine is not null)
+            {
+                if (d.PolicyAllows) log.Debug("{Avc}", d.AvcLine);
+                else if (d.Allowed) log.Warning("{Avc}", d.AvcLine);
+                else log.Error("{Avc}", d.AvcLine);
+            }
+            if (!d.Allowed)
+            {
+                foreach (var dk in disks) dk.Dispose();
+                return Fail(ExitCodes.Denied, $"SELinux denied {{ restore }} of {incoming.Path}: {d.DenialReason}");
             }
         }
         var attached = new List<AttachedDisk>(disks.Count);
@@ -106,7 +161,7 @@ public static class Program
 
         try
         {
-            return RunMachine(options, log, config);
+            return RunMachine(options, log, config, management, incoming);
         }
         finally
         {
@@ -114,7 +169,8 @@ public static class Program
         }
     }
 
-    private static int RunMachine(CliOptions options, Serilog.Core.Logger log, MachineConfig config)
+    private static int RunMachine(CliOptions options, Serilog.Core.Logger log, MachineConfig config, (ManagementGate Gate, bool KernelPolicy, string? ProcessContext)? management,
+        Csvmm.Machine.Snapshot.SnapshotReader? incoming)
     {
         ISerialOutput serialOut;
         HostSerialOutput? hostOut = null;
@@ -132,11 +188,32 @@ public static class Program
             return Fail(ExitCodes.BadInput, $"--serial {options.Serial.Path}: {e.Message}");
         }
 
-        var runner = new MachineRunner(config, log, serialOut);
+        var runner = new MachineRunner(config, log, serialOut, incoming);
         Terminal? terminal = null;
         var signals = new List<PosixSignalRegistration>();
+        Csvmm.Control.QmpServer? qmp = null;
         try
         {
+            if (options.QmpSocket is { } socketPath)
+            {
+                var machine = new QmpMachine(runner, config);
+                try
+                {
+                    IQmpAuthorizer? authorizer = management is { } m
+                        ? new QmpAuthorizer(m.Gate, m.KernelPolicy ? null : m.ProcessContext, log)
+                        : null;
+                    Func<int, string?>? peerContext = management is { KernelPolicy: true } ? fd => SelinuxHost.PeerContext(fd) : null;
+                    qmp = new Csvmm.Control.QmpServer(socketPath, machine, authorizer, m => log.Information("{Qmp}", m), peerContext);
+                }
+                catch (Csvmm.Control.ControlException e)
+                {
+                    hostOut?.Dispose();
+                    return Fail(ExitCodes.Usage, e.Message);
+                }
+                machine.Server = qmp;
+                runner.Event += machine.OnMachineEvent;
+                log.Information("QMP: listening on {Path}", socketPath);
+            }
             foreach (var sig in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP })
             {
                 signals.Add(PosixSignalRegistration.Create(sig, ctx =>
@@ -157,13 +234,17 @@ public static class Program
 
             VmOutcome outcome = runner.Run();
             hostOut?.Flush();
+            if (hostOut is { BytesDropped: > 0 } dropping)
+                log.Warning("{Dropped} bytes of guest console output were dropped: the host side did not keep up or went away", dropping.BytesDropped);
             terminal?.Dispose();
             return Report(outcome, log);
         }
         catch (KvmException e) { return Fail(ExitCodes.Kvm, e.Message); }
         catch (BootException e) { return Fail(ExitCodes.BadInput, e.Message); }
+        catch (Csvmm.Machine.Snapshot.SnapshotException e) { return Fail(ExitCodes.BadInput, e.Message); }
         catch (GuestMemoryException e) { return Fail(ExitCodes.Internal, e.Message); }
         catch (DeviceException e) { return Fail(ExitCodes.Internal, e.Message); }
+        catch (Csvmm.Sys.SysException e) { return Fail(ExitCodes.Internal, e.Message); }
         catch (Exception e)
         {
             log.Debug(e, "internal error");
@@ -171,6 +252,7 @@ public static class Program
         }
         finally
         {
+            qmp?.Dispose();
             terminal?.Dispose();
             foreach (var s in signals) s.Dispose();
             hostOut?.Dispose();

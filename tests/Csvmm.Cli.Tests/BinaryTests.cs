@@ -1,5 +1,7 @@
 using System.Diagnostics;
 
+using Csvmm.TestSupport;
+
 namespace Csvmm.Cli.Tests;
 
 /// <summary>Runs the published NativeAOT binary (out/csvmm) the way a user does and checks exit codes and messages.</summary>
@@ -9,18 +11,12 @@ public class BinaryTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    internal static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "build.sh")) && Directory.Exists(Path.Combine(d.FullName, "src")))
-                return d.FullName;
-        throw new InvalidOperationException("repository root not found above " + AppContext.BaseDirectory);
-    }
+    internal static string RepoRoot() => RepoPaths.Root;
 
-    internal static (int Code, string Stdout, string Stderr) Csvmm(params string[] args)
+    internal static (int Code, string Stdout, string Stderr) Csvmm(params string[] args) => CsvmmAt(RepoPaths.Csvmm, args);
+
+    internal static (int Code, string Stdout, string Stderr) CsvmmAt(string exe, params string[] args)
     {
-        string exe = Path.Combine(RepoRoot(), "out", "csvmm");
-        Assert.True(File.Exists(exe), $"{exe} is missing: run ./build.sh first");
         var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
@@ -95,6 +91,55 @@ public class BinaryTests : IDisposable
     }
 
     [Fact]
+    public void DiskAloneWithoutTheBuiltInFirmwareIsBadInput()
+    {
+        // A copy of the binary with no firmware/ beside it: the disk would be booted by firmware that is not there.
+        string bin = Directory.CreateDirectory(Path.Combine(_dir, "bin")).FullName;
+        string exe = Path.Combine(bin, "csvmm");
+        File.Copy(RepoPaths.Csvmm, exe);
+        File.SetUnixFileMode(exe, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        var disk = WriteFile("disk.img", new byte[1 << 20]);
+        var (code, _, stderr) = CsvmmAt(exe, "--disk", disk);
+        Assert.Equal(3, code);
+        AssertOneLineError(stderr, "built-in firmware");
+        Assert.Contains(Path.Combine(bin, "firmware", "bios.bin"), stderr);
+    }
+
+    [Fact]
+    public void BuiltInFirmwareIsInstalledBesideTheBinary()
+    {
+        // ./build.sh (firmware/build.sh) puts SeaBIOS there; csvmm --disk IMG boots with it.
+        string fw = Path.Combine(Path.GetDirectoryName(RepoPaths.Csvmm)!, "firmware", "bios.bin");
+        Assert.True(File.Exists(fw), $"{fw} is missing: ./build.sh installs it");
+        long size = new FileInfo(fw).Length;
+        Assert.True(size > 0 && size % 65536 == 0, $"{fw}: {size} bytes is not a BIOS image size");
+        Assert.Equal(File.ReadAllBytes("/usr/share/seabios/bios-256k.bin"), File.ReadAllBytes(fw));
+    }
+
+    [Fact]
+    public void QmpPathHoldingARegularFileIsAUsageErrorAndTheFileIsKept()
+    {
+        var file = WriteFile("not-a-socket", "keep"u8.ToArray());
+        var (code, _, stderr) = Csvmm("--firmware", "/usr/share/seabios/bios-256k.bin", "--memory", "64M", "--qmp", $"unix:{file}");
+        Assert.Equal(2, code);
+        AssertOneLineError(stderr, "is not a socket");
+        Assert.Equal("keep", File.ReadAllText(file));
+    }
+
+    [Fact]
+    public void IncomingSnapshotThatIsMissingOrCorruptIsBadInput()
+    {
+        var (code, _, stderr) = Csvmm("--incoming", $"file:{Path.Combine(_dir, "none.snap")}");
+        Assert.Equal(3, code);
+        AssertOneLineError(stderr, "none.snap");
+
+        var junk = WriteFile("junk.snap", System.Text.Encoding.ASCII.GetBytes(new string('x', 5000)));
+        (code, _, stderr) = Csvmm("--incoming", $"file:{junk}");
+        Assert.Equal(3, code);
+        AssertOneLineError(stderr, "not a usable csvmm snapshot: bad magic");
+    }
+
+    [Fact]
     public void TextFileAsFirmwareIsBadInput()
     {
         var path = WriteFile("bios.txt", System.Text.Encoding.ASCII.GetBytes("#!/bin/sh\necho not a bios\n"));
@@ -141,6 +186,9 @@ public class BinaryGuestTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("csvmm-cli-guest-").FullName;
 
+    /// <summary>Every test here but <see cref="MissingKvmDeviceIsTheKvmExitCode"/> boots a guest.</summary>
+    private static void RequireKvm() => HostRequirements.RequireKvm("the binary's guest tests boot firmware under csvmm");
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>A 64 KiB BIOS image whose reset vector (offset 0xFFF0) holds <paramref name="resetCode"/>.</summary>
@@ -163,6 +211,7 @@ public class BinaryGuestTests : IDisposable
     [Fact]
     public void PowerOffExitsZero()
     {
+        RequireKvm();
         var (code, _, stderr) = BinaryTests.Csvmm("--firmware", Firmware("off.bin", PowerOff), "--memory", "16M");
         Assert.True(code == 0, stderr);
     }
@@ -170,6 +219,7 @@ public class BinaryGuestTests : IDisposable
     [Fact]
     public void CrashingGuestIsReportedWithDisassemblyAndTheCrashCode()
     {
+        RequireKvm();
         var (code, _, stderr) = BinaryTests.Csvmm("--firmware", Firmware("tf.bin", TripleFault), "--memory", "16M");
         Assert.Equal(5, code);
         // Hardware KVM triple-faults; an emulating KVM (kvm_pvm) fails to emulate the #UD delivery. Both are crashes.
@@ -183,6 +233,7 @@ public class BinaryGuestTests : IDisposable
     [Fact]
     public void TimeoutStopsASpinningGuest()
     {
+        RequireKvm();
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var (code, _, stderr) = BinaryTests.Csvmm("--firmware", Firmware("spin.bin", SpinForever), "--memory", "16M", "--timeout", "1");
         Assert.Equal(7, code);
@@ -195,6 +246,7 @@ public class BinaryGuestTests : IDisposable
     [InlineData(2, 130)]
     public void SignalsStopTheGuestCleanly(int signal, int expectedCode)
     {
+        RequireKvm();
         string exe = Path.Combine(BinaryTests.RepoRoot(), "out", "csvmm");
         var psi = new System.Diagnostics.ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true, RedirectStandardInput = true };
         foreach (var a in new[] { "--firmware", Firmware($"spin{signal}.bin", SpinForever), "--memory", "16M", "--timeout", "60" })
@@ -228,6 +280,7 @@ public class BinaryGuestTests : IDisposable
     [Fact]
     public void LogFileIsJsonLines()
     {
+        RequireKvm();
         string log = Path.Combine(_dir, "log.json");
         var (code, _, _) = BinaryTests.Csvmm("--firmware", Firmware("off3.bin", PowerOff), "--memory", "16M", "--log-level", "debug", "--log-file", log);
         Assert.Equal(0, code);

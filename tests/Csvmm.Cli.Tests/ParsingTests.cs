@@ -36,6 +36,63 @@ public class ParsingTests
     }
 
     [Fact]
+    public void DiskAloneBootsThroughTheBuiltInFirmware()
+    {
+        var (o, err) = Parse("--disk", "/d.img,if=ide");
+        Assert.Null(err);
+        Assert.True(o!.BuiltInFirmware);
+        Assert.Equal(BuiltInFirmware.Path, o.Machine.Firmware);
+        Assert.Equal(Path.Combine(AppContext.BaseDirectory, "firmware", "bios.bin"), o.Machine.Firmware);
+        Assert.Null(o.Machine.Kernel);
+
+        var (explicitFw, _) = Parse("--disk", "/d.img", "--firmware", "/fw.bin");
+        Assert.False(explicitFw!.BuiltInFirmware);
+        Assert.Equal("/fw.bin", explicitFw.Machine.Firmware);
+        var (kernel, _) = Parse("--disk", "/d.img", "--kernel", "/k");
+        Assert.False(kernel!.BuiltInFirmware);
+        Assert.Null(kernel.Machine.Firmware);
+    }
+
+    [Theory]
+    [InlineData("unix:/tmp/q.sock", "/tmp/q.sock")]
+    [InlineData("unix:/tmp/q.sock,server", "/tmp/q.sock")]
+    [InlineData("unix:/tmp/q.sock,server=on,wait=off", "/tmp/q.sock")]
+    [InlineData("unix:/tmp/q.sock,server,nowait", "/tmp/q.sock")]
+    public void QmpSocketParsesQemuStyle(string spec, string path)
+    {
+        var (o, err) = Parse("--firmware", "/fw", "--qmp", spec);
+        Assert.Null(err);
+        Assert.Equal(path, o!.QmpSocket);
+    }
+
+    [Theory]
+    [InlineData("tcp:127.0.0.1:4444", "expected unix:PATH")]
+    [InlineData("unix:", "path is empty")]
+    [InlineData("unix:/tmp/q.sock,server=off", "server=off")]
+    [InlineData("unix:/tmp/q.sock,wait=on", "wait=on")]
+    [InlineData("unix:/tmp/q.sock,telnet", "unknown option 'telnet'")]
+    public void BadQmpSpecsAreUsageErrors(string spec, string fragment)
+    {
+        var (o, err) = Parse("--firmware", "/fw", "--qmp", spec);
+        Assert.Null(o);
+        Assert.Contains(fragment, err);
+    }
+
+    [Fact]
+    public void IncomingTakesTheMachineFromTheSnapshot()
+    {
+        var (o, err) = Parse("--incoming", "file:/tmp/vm.snap", "--qmp", "unix:/tmp/q.sock");
+        Assert.Null(err);
+        Assert.Equal("/tmp/vm.snap", o!.Incoming);
+        Assert.False(o.BuiltInFirmware);
+        Assert.Contains("expected file:PATH", Parse("--incoming", "tcp:1.2.3.4:5")!.Error);
+        Assert.Contains("cannot be given", Parse("--incoming", "file:/a", "--firmware", "/fw")!.Error);
+        Assert.Contains("cannot be given", Parse("--incoming", "file:/a", "--disk", "/d.img")!.Error);
+        Assert.Contains("--memory and --cpus", Parse("--incoming", "file:/a", "--memory", "1G")!.Error);
+        Assert.Contains("--memory and --cpus", Parse("--incoming", "file:/a", "--cpus", "2")!.Error);
+    }
+
+    [Fact]
     public void DefaultsAreOneCpu512MStdio()
     {
         var (o, err) = Parse("--firmware", "/fw.bin");
@@ -85,7 +142,6 @@ public class ParsingTests
     [InlineData(new[] { "--kernel", "/k", "--firmware", "/f" }, "cannot be used together")]
     [InlineData(new[] { "--initrd", "/i", "--firmware", "/f" }, "need --kernel")]
     [InlineData(new string[0], "nothing to boot")]
-    [InlineData(new[] { "--disk", "/d.img" }, "--disk alone")]
     [InlineData(new[] { "--firmware", "/f", "--serial", "tcp:1234" }, "--serial")]
     [InlineData(new[] { "--firmware", "/f", "--log-level", "loud" }, "--log-level")]
     [InlineData(new[] { "--firmware", "/f", "--timeout", "0" }, "--timeout")]
@@ -186,7 +242,10 @@ public class StdinPumpTests
     }
 }
 
-/// <summary>COM1's host output: whole lines at once, partial lines (prompts) after a short delay, nothing lost.</summary>
+/// <summary>
+/// COM1's host output: whole lines at once, partial lines (prompts) after a short delay, written by the console thread,
+/// so the guest's side never waits for the host's reader.
+/// </summary>
 public sealed class HostSerialOutputTests : IDisposable
 {
     private readonly string _path = Path.Combine(Path.GetTempPath(), $"csvmm-serial-{Guid.NewGuid():N}.txt");
@@ -204,20 +263,55 @@ public sealed class HostSerialOutputTests : IDisposable
         foreach (char c in text) output.Write((byte)c);
     }
 
+    private string WaitFor(Func<string, bool> done)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        string text;
+        while (!done(text = Contents()) && DateTime.UtcNow < deadline) Thread.Sleep(2);
+        return text;
+    }
+
     [Fact]
-    public void LinesAreWrittenAtTheNewlineAndPromptsByTheOneShotFlusher()
+    public void LinesAreWrittenAtTheNewlineAndPromptsAfterTheLinger()
     {
         using var output = HostSerialOutput.ToFile(_path);
         Write(output, "line one\n");
-        Assert.Equal("line one\n", Contents());             // at the newline, synchronously
+        Assert.Equal("line one\n", WaitFor(t => t.Length >= 9));
         Write(output, "login: ");
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
-        while (Contents() != "line one\nlogin: " && DateTime.UtcNow < deadline) Thread.Sleep(5);
-        Assert.Equal("line one\nlogin: ", Contents());      // the partial line came out without a newline
-        Write(output, "x");                                 // the flusher re-arms for the next partial line
-        deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5);
-        while (!Contents().EndsWith('x') && DateTime.UtcNow < deadline) Thread.Sleep(5);
-        Assert.Equal("line one\nlogin: x", Contents());
+        Assert.Equal("line one\nlogin: ", WaitFor(t => t.EndsWith(' ')));  // the partial line came out without a newline
+        Write(output, "x");                                                  // and the next partial line too
+        Assert.Equal("line one\nlogin: x", WaitFor(t => t.EndsWith('x')));
         Assert.Equal(17, output.BytesWritten);
+        Assert.Equal(0, output.BytesDropped);
+    }
+
+    [Fact]
+    public void FlushWritesEverythingWrittenBeforeIt()
+    {
+        using var output = HostSerialOutput.ToFile(_path);
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; i < 5000; i++) text.Append($"line {i}\n");
+        text.Append("prompt> ");
+        Write(output, text.ToString());
+        output.Flush();
+        Assert.Equal(text.ToString(), Contents()); // no waiting: Flush returned only once it was all out
+    }
+
+    [Fact]
+    public unsafe void A_stalled_reader_never_blocks_the_guest_side()
+    {
+        int* fds = stackalloc int[2];
+        Assert.Equal(0, Tmds.Linux.LibC.pipe2(fds, Tmds.Linux.LibC.O_CLOEXEC));
+        using var readEnd = new Microsoft.Win32.SafeHandles.SafeFileHandle(fds[0], ownsHandle: true);
+        var output = new HostSerialOutput(new Microsoft.Win32.SafeHandles.SafeFileHandle(fds[1], ownsHandle: true), TimeSpan.FromMilliseconds(200));
+        // Nobody reads the pipe (64 KiB): 3 MiB of guest output must still be accepted at once, the excess dropped and counted.
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 3 << 20; i++) output.Write((byte)(i % 64 == 63 ? '\n' : 'a'));
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(10), $"the writes took {started.Elapsed}");
+        Assert.Equal(3L << 20, output.BytesWritten);
+        Assert.True(output.BytesDropped >= (2L << 20) - (128 << 10), $"dropped {output.BytesDropped}");
+        output.Flush();   // bounded by the 200 ms limit, not stuck on the pipe
+        output.Dispose(); // likewise
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(15), $"flush and dispose took {started.Elapsed}");
     }
 }

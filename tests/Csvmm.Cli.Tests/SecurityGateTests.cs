@@ -1,42 +1,16 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Csvmm.Security;
+using Csvmm.TestSupport;
 
 // The CLI (and its SELinux gate) is Linux only; so are these tests.
 [assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
 
 namespace Csvmm.Cli.Tests;
 
-/// <summary>The mode decision (pure) and the SELinux options' validation.</summary>
-public class SecurityPlanTests
+/// <summary>The SELinux options' parsing and validation (the gate itself is tested in Csvmm.Security.Tests).</summary>
+public class SecurityOptionsTests
 {
-    [Theory]
-    [InlineData(null, HostSelinux.Absent, EnforcementMode.Permissive, false)]
-    [InlineData(EnforcementMode.Enforcing, HostSelinux.Absent, EnforcementMode.Enforcing, false)]
-    [InlineData(EnforcementMode.Permissive, HostSelinux.Absent, EnforcementMode.Permissive, false)]
-    [InlineData(EnforcementMode.Disabled, HostSelinux.Absent, EnforcementMode.Disabled, false)]
-    [InlineData(null, HostSelinux.Enabled, EnforcementMode.Enforcing, false)]
-    [InlineData(EnforcementMode.Enforcing, HostSelinux.Enabled, EnforcementMode.Enforcing, false)]
-    [InlineData(EnforcementMode.Permissive, HostSelinux.Enabled, EnforcementMode.Permissive, false)]
-    [InlineData(EnforcementMode.Disabled, HostSelinux.Enabled, EnforcementMode.Disabled, false)]
-    public void PlanFollowsTheHost(EnforcementMode? requested, HostSelinux host, EnforcementMode mode, bool refused)
-    {
-        GatePlan plan = SecurityGate.Plan(requested, host, "test host");
-        Assert.Equal(mode, plan.Mode);
-        Assert.Equal(refused, plan.Refusal is not null);
-    }
-
-    [Fact]
-    public void ThisHostHasNoSelinux()
-    {
-        // The project's machines have no SELinux in the kernel (notes/selinux.md); the gate must say so.
-        var (state, detail) = SelinuxHost.Detect();
-        if (Directory.Exists(SelinuxHost.SelinuxFs))
-            return;
-        Assert.Equal(HostSelinux.Absent, state);
-        Assert.Contains("no /sys/fs/selinux", detail);
-    }
-
     [Fact]
     public void SecurityOptionsDefaultBesideTheExecutable()
     {
@@ -63,7 +37,7 @@ public class SecurityPlanTests
     [Theory]
     [InlineData(new[] { "--firmware", "/f", "--selinux", "strict" }, "--selinux strict: expected enforcing, permissive or disabled")]
     [InlineData(new[] { "--firmware", "/f", "--context", "" }, "--context: empty context")]
-    [InlineData(new[] { "check" }, "check: give at least one --disk PATH")]
+    [InlineData(new[] { "check" }, "check: give at least one --disk PATH (or --snapshot PATH)")]
     [InlineData(new[] { "check", "--disk", "/d", "--selinux", "on" }, "--selinux on")]
     public void BadSecurityOptionsAreUsageErrors(string[] args, string fragment)
     {
@@ -97,7 +71,9 @@ public class SecurityGateBinaryTests : IDisposable
         string dir = _dir.Replace(".", "\\.", StringComparison.Ordinal);
         File.WriteAllText(_fileContexts,
             $"{dir}/ok[^/]*\\.img     --  system_u:object_r:qemu_virtdisk_t\n" +
-            $"{dir}/bad[^/]*\\.img    --  system_u:object_r:untrusted_disk_t\n");
+            $"{dir}/bad[^/]*\\.img    --  system_u:object_r:untrusted_disk_t\n" +
+            $"{dir}/ok[^/]*\\.snap    --  system_u:object_r:qemu_snapshot_t\n" +
+            $"{dir}/bad[^/]*\\.snap   --  system_u:object_r:untrusted_disk_t\n");
         var image = new byte[65536];
         PowerOff.CopyTo(image, 0xFFF0);
         _firmware = Path.Combine(_dir, "poweroff.bin");
@@ -157,6 +133,44 @@ public class SecurityGateBinaryTests : IDisposable
         Assert.Contains("entrypoint: granted", stdout);
     }
 
+    [Fact]
+    public void CheckListsWhatTheProcessMayDoToTheRunningVm()
+    {
+        var (code, stdout, stderr) = BinaryTests.Csvmm(["check", "--disk", Disk("ok.img"), .. Gate("--selinux", "enforcing")]);
+        Assert.True(code == 0, stderr + stdout);
+        foreach (var perm in new[] { "query", "control", "save", "restore", "migrate_out", "migrate_in" })
+            Assert.Matches($@"manage: +{perm} +granted", stdout);
+    }
+
+    /// <summary>A real (diskless) snapshot file, as QMP migrate writes one.</summary>
+    private string Snapshot(string name)
+    {
+        string p = Path.Combine(_dir, name);
+        using var w = new Csvmm.Machine.Snapshot.SnapshotWriter(p);
+        w.Add(Csvmm.Machine.Snapshot.SectionKind.Spec, 0, new Csvmm.Machine.MachineSpec { Firmware = _firmware, MemoryBytes = 16UL << 20 }.Encode());
+        w.Finish();
+        return p;
+    }
+
+    [Fact]
+    public void CheckSnapshotDecidesItAsAnImageOfItsOwnType()
+    {
+        var (code, stdout, stderr) = BinaryTests.Csvmm(["check", "--snapshot", Snapshot("ok.snap"), .. Gate("--selinux", "enforcing")]);
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Contains("system_u:object_r:qemu_snapshot_t", stdout);
+        Assert.Contains($"vm:         {VmUser} (allowed)", stdout);
+    }
+
+    [Fact]
+    public void IncomingSnapshotOfTheWrongTypeIsDeniedBeforeAnyVmExists()
+    {
+        string bad = Snapshot("bad.snap");
+        var (code, _, stderr) = BinaryTests.Csvmm(["--incoming", $"file:{bad}", .. Gate("--selinux", "enforcing")]);
+        AssertOneLineDenial(code, stderr, "entrypoint denied");
+        Assert.Contains(DeniedEntrypoint(bad, 0), stderr);
+        Assert.DoesNotContain("/dev/kvm", stderr); // decided before KVM is opened
+    }
+
     [Theory]
     [InlineData("enforcing", 0)]
     [InlineData("permissive", 1)]
@@ -195,7 +209,7 @@ public class SecurityGateBinaryTests : IDisposable
         string bad = Disk("bad.img");
         string ok = Disk("ok-too.img");
         string log = Path.Combine(_dir, "strace.log");
-        string exe = Path.Combine(BinaryTests.RepoRoot(), "out", "csvmm");
+        string exe = RepoPaths.Csvmm;
         var psi = new ProcessStartInfo("strace", ["-f", "-e", "trace=openat,open", "-o", log, exe, "--firmware", _firmware,
             "--memory", "16M", "--disk", ok, "--disk", bad, .. Gate("--selinux", "enforcing")]) { RedirectStandardError = true, RedirectStandardOutput = true };
         using var p = Process.Start(psi)!;
@@ -220,7 +234,7 @@ public class SecurityGateBinaryTests : IDisposable
         Skip.IfNot(File.Exists("/usr/bin/strace"), "strace is not installed");
         string ok = Disk("ok.img");
         string log = Path.Combine(_dir, "strace.log");
-        string exe = Path.Combine(BinaryTests.RepoRoot(), "out", "csvmm");
+        string exe = RepoPaths.Csvmm;
         using var p = Process.Start(new ProcessStartInfo("strace", ["-f", "-e", "trace=openat,open", "-o", log, exe, "--firmware", _firmware,
             "--memory", "16M", "--disk", ok, .. Gate("--selinux", "enforcing")]) { RedirectStandardError = true })!;
         string stderr = p.StandardError.ReadToEnd();

@@ -4,60 +4,9 @@ using Csvmm.Security;
 
 namespace Csvmm.Cli.Tests;
 
-/// <summary>
-/// The gate's choice between libselinux (SELinux host) and libsepol (no SELinux), and --selinux-transition: the pure
-/// plan, the options, and <see cref="SecurityGate.Evaluate(SecurityOptions, IReadOnlyList{string}, Serilog.ILogger)"/>
-/// for a given host state.
-/// </summary>
-public class SelinuxHostPlanTests : IDisposable
+/// <summary>The --context and --selinux-transition options (the gate's plan and transition are tested in Csvmm.Security.Tests).</summary>
+public class SelinuxHostOptionTests
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("csvmm-selinux-host-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private static SelinuxHostState Enabled(bool? enforcing) =>
-        new(HostSelinux.Enabled, enforcing, "user_u:user_r:user_t", "is_selinux_enabled() = 1, test host");
-
-    private static readonly SelinuxHostState s_absent =
-        new(HostSelinux.Absent, null, null, "is_selinux_enabled() = 0: no SELinux in this kernel (no /sys/fs/selinux)");
-
-    [Theory]
-    [InlineData(null, true, EnforcementMode.Enforcing, "the kernel's mode")]
-    [InlineData(null, false, EnforcementMode.Permissive, "the kernel's mode")]
-    [InlineData(null, null, EnforcementMode.Enforcing, "security_getenforce() failed: enforcing, fail closed")]
-    [InlineData(EnforcementMode.Permissive, true, EnforcementMode.Permissive, "--selinux permissive")]
-    [InlineData(EnforcementMode.Enforcing, false, EnforcementMode.Enforcing, "--selinux enforcing")]
-    public void Selinux_host_decides_with_libselinux_in_the_kernels_mode(EnforcementMode? requested, bool? kernelEnforcing, EnforcementMode mode, string why)
-    {
-        GatePlan plan = SecurityGate.Plan(requested, Enabled(kernelEnforcing));
-        Assert.Equal(mode, plan.Mode);
-        Assert.Null(plan.Refusal);
-        Assert.True(plan.KernelPolicy);
-        Assert.Contains("deciding with the kernel's policy (libselinux)", plan.Explanation);
-        Assert.EndsWith($"({why})", plan.Explanation);
-    }
-
-    [Fact]
-    public void Host_without_selinux_decides_with_libsepol()
-    {
-        GatePlan plan = SecurityGate.Plan(null, s_absent);
-        Assert.Equal(EnforcementMode.Permissive, plan.Mode);
-        Assert.False(plan.KernelPolicy);
-        Assert.StartsWith("is_selinux_enabled() = 0: no SELinux in this kernel (no /sys/fs/selinux); deciding with the standalone policy (libsepol) in permissive mode",
-            plan.Explanation);
-        Assert.Equal(EnforcementMode.Disabled, SecurityGate.Plan(EnforcementMode.Disabled, Enabled(true)).Mode);
-    }
-
-    [Fact]
-    public void This_host_is_probed_through_libselinux()
-    {
-        if (Directory.Exists(SelinuxHost.SelinuxFs))
-            return;
-        SelinuxHostState s = SelinuxHost.Probe();
-        Assert.Equal(HostSelinux.Absent, s.State);
-        Assert.StartsWith("is_selinux_enabled() = 0: no SELinux in this kernel", s.Explanation);
-    }
-
     [Fact]
     public void Context_option_decides_whether_getcon_is_used()
     {
@@ -96,61 +45,6 @@ public class SelinuxHostPlanTests : IDisposable
         var cli = new CommandLine();
         ParseResult r = cli.Root.Parse(["check", "--disk", "/d", "--selinux-transition"]);
         Assert.NotEmpty(r.Errors);
-    }
-
-    private string Disk(string name)
-    {
-        string p = Path.Combine(_dir, name);
-        File.WriteAllBytes(p, new byte[1 << 20]);
-        return p;
-    }
-
-    [Fact]
-    public void Transition_without_selinux_stops_before_any_disk_is_opened()
-    {
-        var options = SecurityOptions.Default with { Transition = true };
-        using GateOutcome gate = SecurityGate.Evaluate(options, [Disk("a.img")], Serilog.Core.Logger.None, s_absent);
-        Assert.Empty(gate.Disks);
-        Assert.Null(gate.Refusal);
-        TransitionFailure failure = Assert.IsType<TransitionFailure>(SecurityGate.Transition(options, gate, Serilog.Core.Logger.None));
-        Assert.Equal(ExitCodes.Usage, failure.ExitCode);
-        Assert.Equal("--selinux-transition needs SELinux in the kernel, but is_selinux_enabled() = 0: no SELinux in this kernel (no /sys/fs/selinux): " +
-            "there is no VM domain to re-execute csvmm in", failure.Message);
-    }
-
-    [Fact]
-    public void No_transition_requested_is_a_no_op()
-    {
-        using GateOutcome gate = SecurityGate.Evaluate(SecurityOptions.Default with { Mode = EnforcementMode.Disabled }, [Disk("a.img")],
-            Serilog.Core.Logger.None, s_absent);
-        Assert.Null(SecurityGate.Transition(SecurityOptions.Default, gate, Serilog.Core.Logger.None));
-    }
-
-    [Fact]
-    public void A_host_claiming_selinux_that_libselinux_denies_fails_closed()
-    {
-        // The state says SELinux (e.g. /sys/fs/selinux exists) but the real libselinux here says is_selinux_enabled() = 0:
-        // the engine refuses to open, the disk is not labelled, and enforcing mode refuses the VM.
-        if (Directory.Exists(SelinuxHost.SelinuxFs))
-            return;
-        using GateOutcome gate = SecurityGate.Evaluate(SecurityOptions.Default, [Disk("a.img")], Serilog.Core.Logger.None, Enabled(true));
-        Assert.True(gate.Plan.KernelPolicy);
-        Assert.Equal(EnforcementMode.Enforcing, gate.Plan.Mode);
-        Assert.NotNull(gate.Refusal);
-        Assert.Contains("cannot read the SELinux label of", gate.Refusal);
-        Assert.False(gate.Decision!.Allowed);
-        Assert.Equal("user_u:user_r:user_t", gate.ProcessContext); // getcon's answer, not the standalone default
-    }
-
-    [Fact]
-    public void Failing_getcon_on_a_selinux_host_denies()
-    {
-        if (Directory.Exists(SelinuxHost.SelinuxFs))
-            return;
-        var host = new SelinuxHostState(HostSelinux.Enabled, true, null, "is_selinux_enabled() = 1, test host", "getcon() failed: Invalid argument");
-        using GateOutcome gate = SecurityGate.Evaluate(SecurityOptions.Default, [Disk("a.img")], Serilog.Core.Logger.None, host);
-        Assert.NotNull(gate.Refusal);
-        Assert.Equal("(unknown)", gate.ProcessContext);
     }
 }
 

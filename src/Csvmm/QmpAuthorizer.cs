@@ -1,0 +1,44 @@
+using Csvmm.Control;
+using Csvmm.Security;
+
+namespace Csvmm.Cli;
+
+/// <summary>
+/// SELinux on every QMP command: the command's operation class (query for read-only commands, control for run-state
+/// changes) is a permission of class vm, decided by the VM's <see cref="ManagementGate"/> from the client's context to
+/// the VM's. The client's context is the socket peer's (getpeercon) on an SELinux host; on a host without SELinux
+/// there is no kernel label to read, and the client (the socket is 0600: the same user) is taken to act in csvmm's own
+/// context. An unknown client context on an SELinux host is a denial. AVC lines are logged as the disk gate logs them.
+/// </summary>
+internal sealed class QmpAuthorizer(ManagementGate gate, string? fallbackContext, Serilog.ILogger log) : IQmpAuthorizer
+{
+    /// <summary>The operation a QMP command is, for MAC.</summary>
+    public static VmOperation OperationFor(string command) => command switch
+    {
+        "stop" or "cont" or "system_reset" or "system_powerdown" or "quit" or "migrate_cancel" => VmOperation.Control,
+        "migrate" => VmOperation.Save, // csvmm migrates to file: only, i.e. saves; migrate_out comes with live migration
+        _ => VmOperation.Query,
+    };
+
+    public string? Check(QmpPeer peer, string command)
+    {
+        var operation = OperationFor(command);
+        string permission = ManagementGate.PermissionFor(operation);
+        string? client = peer.Context ?? fallbackContext;
+        if (client is null)
+        {
+            string why = $"SELinux: the QMP client's (pid {peer.Pid}) security context is unknown: {{ {permission} }} denied";
+            if (gate.Mode == EnforcementMode.Enforcing) { log.Error("{Why}", why); return why; }
+            log.Warning("SELinux (permissive): {Why}", why);
+            return null;
+        }
+        var d = gate.Check(client, operation, $"qmp:{command}");
+        if (d.AvcLine is not null)
+        {
+            if (d.PolicyAllows) log.Debug("{Avc}", d.AvcLine);
+            else if (d.Allowed) log.Warning("{Avc}", d.AvcLine);
+            else log.Error("{Avc}", d.AvcLine);
+        }
+        return d.Allowed ? null : $"SELinux denied {{ {permission} }} on the VM {gate.VmContext} to {client}: {d.DenialReason}";
+    }
+}

@@ -1,0 +1,97 @@
+using Csvmm.Control;
+using Csvmm.Machine;
+
+namespace Csvmm.Cli;
+
+/// <summary>The running machine as the QMP server sees it: commands go to the runner, and the events QEMU sends for
+/// them (STOP, RESUME, RESET, POWERDOWN, SHUTDOWN) go back to the connected client.</summary>
+internal sealed class QmpMachine(MachineRunner runner, MachineConfig config) : IQmpMachine
+{
+    private static readonly TimeSpan PauseTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>Where events go (the server, once it exists).</summary>
+    public QmpServer? Server { get; set; }
+
+    public string Status => runner.Status;
+
+    public bool Pause()
+    {
+        bool wasRunning = runner.Status == "running";
+        bool ok = runner.Pause(PauseTimeout);
+        if (ok && wasRunning) Server?.Event("STOP");
+        return ok;
+    }
+
+    public void Resume()
+    {
+        bool wasPaused = runner.Status == "paused";
+        runner.Resume();
+        if (wasPaused) Server?.Event("RESUME");
+    }
+
+    public void Reset() => runner.Reset("QMP system_reset");
+
+    public void PowerButton()
+    {
+        runner.PressPowerButton();
+        Server?.Event("POWERDOWN");
+    }
+
+    public void Quit() => runner.RequestStop(new VmOutcome(VmExitKind.UserQuit, "QMP quit"));
+
+    public IReadOnlyList<QmpCpu> Cpus => runner.VcpuThreads().Select(t => new QmpCpu(t.Index, t.ThreadId)).ToList();
+
+    public IReadOnlyList<QmpBlock> Block
+    {
+        get
+        {
+            var list = new List<QmpBlock>();
+            int ide = 0, virtio = 0;
+            for (int i = 0; i < config.Disks.Count; i++)
+            {
+                var d = config.Disks[i];
+                long size = i < config.AttachedDisks.Count ? (long)config.AttachedDisks[i].Backend.SizeBytes : 0;
+                string device = d.Interface == DiskInterface.Ide ? $"ide{ide / 2}-{ide++ % 2}" : $"virtio{virtio++}";
+                list.Add(new QmpBlock(device, d.Path, d.ReadOnly, size, d.Interface == DiskInterface.Ide ? "ide" : "virtio"));
+            }
+            return list;
+        }
+    }
+
+    public IReadOnlyList<KeyValuePair<string, long>> Stats() => runner.Stats();
+
+    public QmpMigration? Migration { get; private set; }
+
+    /// <summary><c>migrate</c> to <c>file:PATH</c>: stop, write the snapshot, stay stopped (QEMU's postmigrate).</summary>
+    public string? Migrate(string uri)
+    {
+        if (!uri.StartsWith("file:", StringComparison.Ordinal) || uri.Length == 5)
+            return $"migration URI '{uri}' is not supported: csvmm migrates to file:PATH (a snapshot; restore with --incoming file:PATH)";
+        string path = Path.GetFullPath(uri[5..]);
+        bool wasRunning = runner.Status == "running";
+        var started = DateTime.UtcNow;
+        try
+        {
+            var (ram, downtime) = runner.SaveSnapshot(path, PauseTimeout);
+            Migration = new QmpMigration("completed", (long)(DateTime.UtcNow - started).TotalMilliseconds, (long)downtime.TotalMilliseconds, ram);
+            if (wasRunning) Server?.Event("STOP");
+            return null;
+        }
+        catch (Csvmm.Machine.Snapshot.SnapshotException e)
+        {
+            Migration = new QmpMigration("failed", (long)(DateTime.UtcNow - started).TotalMilliseconds, 0, 0, e.Message);
+            return e.Message;
+        }
+    }
+
+    /// <summary>Forwards the runner's RESET / SHUTDOWN to the client with QEMU's data members.</summary>
+    public void OnMachineEvent(string name, string reason)
+    {
+        bool host = reason.StartsWith("QMP", StringComparison.Ordinal);
+        Server?.Event(name, w =>
+        {
+            w.WriteBoolean("guest", !host);
+            w.WriteString("reason", host ? (name == "RESET" ? "host-qmp-system-reset" : "host-qmp-quit") : "guest-" + (name == "RESET" ? "reset" : "shutdown"));
+        });
+    }
+}
