@@ -11,6 +11,9 @@ APT_PACKAGES=(
   build-essential patch linux-libc-dev   # gcc, libc6-dev, make: struct-layout tests compile C against <linux/kvm.h>; bench's C KVM loop
   linux-source bc flex bison libelf-dev libssl-dev cpio lz4 xz-utils   # the test kernel (tests/guest)
   busybox-static e2fsprogs fdisk     # initramfs and ext4 disk images for guests
+  grub-pc-bin xxd                    # GRUB (i386-pc) on the BIOS-bootable test disk
+  syslinux syslinux-common mtools dosfstools   # SYSLINUX on a FAT test disk (its 32-bit iretd: the emulation fallback)
+  golang-go golang-github-digitalocean-go-qemu-dev   # tests/qmp-client: a QMP client csvmm did not write
   qemu-system-x86 seabios            # the benchmark baseline and real firmware
   acpica-tools                       # iasl: independent check of csvmm's ACPI tables
   secilc checkpolicy setools libsepol-dev   # SELinux policy build and oracle (sesearch)
@@ -47,7 +50,7 @@ build_managed() {
 
 build_guest_kit() {
   local s
-  for s in tests/guest/build-kernel.sh tests/guest/build-initramfs.sh tests/guest/build-disk.sh; do
+  for s in tests/guest/build-kernel.sh tests/guest/build-initramfs.sh tests/guest/build-disk.sh tests/guest/build-boot-disk.sh tests/guest/build-syslinux-disk.sh; do
     [ -x "$s" ] || continue
     log "guest kit: $s"
     "$s" >"$ROOT/out/$(basename "$s" .sh).log" 2>&1 || { tail -40 "$ROOT/out/$(basename "$s" .sh).log" >&2; echo "build.sh: $s failed" >&2; exit 1; }
@@ -58,6 +61,7 @@ setup() {
   mkdir -p out "$CSVMM_CACHE"
   ensure_packages
   [ -x policy/build.sh ] && { log "policy"; policy/build.sh; }
+  log "firmware"; firmware/build.sh
   build_managed
   build_guest_kit
 }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Csvmm.TinyGuests;
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
 
@@ -33,24 +34,24 @@ public static class GuestPrograms
     private const ushort FlatDataSelector = 0x10;
 
     /// <summary>Real mode: <c>mov ecx, N</c>, N × <c>out 0x80, al</c>, then the exit sequence.</summary>
-    public static BiosImage PioLoop(uint iterations)
+    public static byte[] PioLoop(uint iterations)
     {
-        var image = new BiosImage();
+        var image = new FirmwareImage();
         var a = new Assembler(16);
         a.cli();
         EmitCountedLoop(a, iterations, () => a.@out(PostCodePort, al));
         EmitExitSequence(a);
-        image.Place(a, RealModeCodeOffset, ProtectedCodeOffset, "pio loop");
-        return image;
+        Place(image, a, RealModeCodeOffset, ProtectedCodeOffset, "pio loop");
+        return image.Build();
     }
 
     /// <summary>
     /// lgdt, CR0.PE and a far jmp into 32-bit flat protected mode, then N × <c>mov dword [0xD0000000], eax</c>,
     /// then the exit sequence.
     /// </summary>
-    public static BiosImage MmioLoop(uint iterations)
+    public static byte[] MmioLoop(uint iterations)
     {
-        var image = new BiosImage();
+        var image = new FirmwareImage();
 
         var real = new Assembler(16);
         real.cli();
@@ -60,10 +61,10 @@ public static class GuestPrograms
         real.mov(eax, cr0);
         real.or(eax, 1);                         // CR0.PE
         real.mov(cr0, eax);
-        real.AddInstruction(Instruction.CreateBranch(Code.Jmp_ptr1632, FlatCodeSelector, BiosImage.LowBase + ProtectedCodeOffset));
-        image.Place(real, RealModeCodeOffset, GdtOffset - RealModeCodeOffset, "real-mode start-up");
+        real.AddInstruction(Instruction.CreateBranch(Code.Jmp_ptr1632, FlatCodeSelector, FirmwareImage.LowBase + ProtectedCodeOffset));
+        Place(image, real, RealModeCodeOffset, GdtOffset - RealModeCodeOffset, "real-mode start-up");
 
-        image.PlaceData(FlatGdt(), GdtOffset, "GDT and GDTR");
+        image.AddData(FirmwareImage.LowBase + GdtOffset, FlatGdt(), "GDT and GDTR");
 
         var pm = new Assembler(32);
         pm.mov(ax, FlatDataSelector);
@@ -72,8 +73,16 @@ public static class GuestPrograms
         pm.mov(ss, ax);
         EmitCountedLoop(pm, iterations, () => pm.mov(__dword_ptr[UnbackedMmioAddress], eax));
         EmitExitSequence(pm);
-        image.Place(pm, ProtectedCodeOffset, BiosImage.ResetVectorOffset - ProtectedCodeOffset, "mmio loop");
-        return image;
+        Place(image, pm, ProtectedCodeOffset, FirmwareImage.ResetVectorOffset - ProtectedCodeOffset, "mmio loop");
+        return image.Build();
+    }
+
+    /// <summary>Assembles <paramref name="code"/> at image <paramref name="offset"/> and checks it fits in <paramref name="room"/> bytes.</summary>
+    private static void Place(FirmwareImage image, Assembler code, int offset, int room, string what)
+    {
+        var placed = image.Add(code, FirmwareImage.LowBase + (uint)offset, what);
+        if (placed.Length > room)
+            throw new InvalidOperationException($"{what} ({placed.Length} bytes) does not fit in its 0x{room:x} bytes at 0x{offset:x}");
     }
 
     /// <summary><c>mov ecx, N</c>; skip when zero; otherwise run <paramref name="body"/> N times (<c>dec ecx; jnz</c>).</summary>
@@ -120,7 +129,7 @@ public static class GuestPrograms
         BinaryPrimitives.WriteUInt64LittleEndian(gdt.AsSpan(8), 0x00CF_9B00_0000_FFFF);   // code: base 0, limit 4 GiB, 32-bit, execute/read, accessed
         BinaryPrimitives.WriteUInt64LittleEndian(gdt.AsSpan(16), 0x00CF_9300_0000_FFFF);  // data: base 0, limit 4 GiB, 32-bit, read/write, accessed
         BinaryPrimitives.WriteUInt16LittleEndian(gdt.AsSpan(24), 3 * 8 - 1);
-        BinaryPrimitives.WriteUInt32LittleEndian(gdt.AsSpan(26), BiosImage.LowBase + GdtOffset);
+        BinaryPrimitives.WriteUInt32LittleEndian(gdt.AsSpan(26), FirmwareImage.LowBase + GdtOffset);
         return gdt;
     }
 }

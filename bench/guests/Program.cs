@@ -1,4 +1,5 @@
 using System.Globalization;
+using Csvmm.TinyGuests;
 using Iced.Intel;
 
 namespace Csvmm.Bench.Guests;
@@ -40,9 +41,9 @@ public static class Program
         return 0;
     }
 
-    private static void Save(BiosImage image, string path)
+    private static void Save(byte[] image, string path)
     {
-        image.Save(path);
+        File.WriteAllBytes(path, image);
         Console.WriteLine(path);
     }
 
@@ -50,7 +51,7 @@ public static class Program
     private static int Disassemble(string path)
     {
         byte[] image = File.ReadAllBytes(path);
-        if (image.Length != BiosImage.Size)
+        if (image.Length != FirmwareImage.Size)
         {
             Console.Error.WriteLine($"Csvmm.Bench.Guests: {path} is {image.Length} bytes, not a 64 KiB BIOS image");
             return 1;
@@ -71,8 +72,8 @@ public static class Program
             }
         }
         Dump("16-bit code at F000:0000", 16, 0, 0x80, 0);
-        Dump("32-bit code at 0xF0100 (mmio images only)", 32, 0x100, 0x200, BiosImage.LowBase + 0x100);
-        Dump("reset vector at F000:FFF0", 16, BiosImage.ResetVectorOffset, BiosImage.Size, BiosImage.ResetVectorOffset);
+        Dump("32-bit code at 0xF0100 (mmio images only)", 32, 0x100, 0x200, FirmwareImage.LowBase + 0x100);
+        Dump("reset vector at F000:FFF0", 16, FirmwareImage.ResetVectorOffset, FirmwareImage.Size, FirmwareImage.ResetVectorOffset);
         return 0;
     }
 }

@@ -1,34 +1,28 @@
 using System.Diagnostics;
 using System.Text;
 
+using Csvmm.TestSupport;
+
 namespace Csvmm.Guest.Tests;
 
 /// <summary>The real guests of tests/guest/ (built from Debian packages, cached outside git) and the csvmm binary.</summary>
 public static class GuestKit
 {
-    public static string RepoRoot { get; } = FindRoot();
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "build.sh")) && Directory.Exists(Path.Combine(d.FullName, "tests", "guest")))
-                return d.FullName;
-        throw new InvalidOperationException("repository root not found above " + AppContext.BaseDirectory);
-    }
+    public static string RepoRoot => RepoPaths.Root;
 
     public static string Csvmm
     {
         get
         {
-            string exe = Path.Combine(RepoRoot, "out", "csvmm");
-            Assert.True(File.Exists(exe), $"{exe} is missing: run ./build.sh first");
-            return exe;
+            return RepoPaths.Csvmm;
         }
     }
 
     private static readonly Lazy<string> s_kernelDir = new(() => RunScript("build-kernel.sh"));
     private static readonly Lazy<string> s_initramfs = new(() => RunScript("build-initramfs.sh"));
     private static readonly Lazy<string> s_disk = new(() => RunScript("build-disk.sh"));
+    private static readonly Lazy<string> s_bootDisk = new(() => RunScript("build-boot-disk.sh"));
+    private static readonly Lazy<string> s_syslinuxDisk = new(() => RunScript("build-syslinux-disk.sh"));
 
     /// <summary>The kernel cache entry (bzImage, vmlinux, cmdline): built on first use, reused afterwards.</summary>
     public static string KernelDir => s_kernelDir.Value;
@@ -37,6 +31,10 @@ public static class GuestKit
     public static string Cmdline => File.ReadAllText(Path.Combine(KernelDir, "cmdline")).Trim();
     /// <summary>The cached test disk (32 MiB, MBR, ext4 partition 1 from 1 MiB). Shared: tests boot a copy.</summary>
     public static string Disk => s_disk.Value;
+    /// <summary>The cached BIOS-bootable disk: the test disk with GRUB (i386-pc) and /boot/bzImage. Shared: tests boot a copy.</summary>
+    public static string BootDisk => s_bootDisk.Value;
+    /// <summary>The cached SYSLINUX disk: FAT16 with SYSLINUX, /bzImage and /initrd (the initramfs). Shared: tests boot a copy.</summary>
+    public static string SyslinuxDisk => s_syslinuxDisk.Value;
 
     /// <summary>Runs a kit script (idempotent; cached) and returns the last line it printed.</summary>
     private static string RunScript(string name)
@@ -67,7 +65,7 @@ public sealed record CsvmmRun(int ExitCode, string Serial, string Stderr, TimeSp
 {
     public static CsvmmRun Start(TimeSpan timeout, params string[] args)
     {
-        Assert.True(File.Exists("/dev/kvm"), "/dev/kvm is missing: this test needs KVM");
+        HostRequirements.RequireKvm("this test boots a real guest");
         var psi = new ProcessStartInfo(GuestKit.Csvmm) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
         var sw = Stopwatch.StartNew();

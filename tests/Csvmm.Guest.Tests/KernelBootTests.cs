@@ -90,6 +90,8 @@ public class FirmwareBootTests(ITestOutputHelper output)
         run.AssertMarkersInOrder(
             "SeaBIOS (version",
             "Running on KVM",
+            "Found QEMU fw_cfg",                      // csvmm's fw_cfg at 0x510
+            "QEMU fw_cfg DMA interface supported",
             "RamSize: 0x04000000 [cmos]",             // csvmm's CMOS memory-size bytes
             "PCI: init bdf=00:00.0 id=8086:1237",     // i440FX host bridge through 0xCF8/0xCFC
             "PCI: init bdf=00:01.0 id=8086:7000",     // PIIX3 ISA bridge

@@ -1,3 +1,5 @@
+using Csvmm.TestSupport;
+
 namespace Csvmm.TinyGuests.Tests;
 
 /// <summary>The csvmm binary (out/csvmm, built by ./build.sh) and how to run a disk guest under it.</summary>
@@ -5,24 +7,14 @@ public static class CsvmmGuests
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
-    public static string RepoRoot { get; } = FindRoot();
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "build.sh")) && Directory.Exists(Path.Combine(d.FullName, "src", "Csvmm")))
-                return d.FullName;
-        throw new InvalidOperationException("repository root not found above " + AppContext.BaseDirectory);
-    }
+    public static string RepoRoot => RepoPaths.Root;
 
     public static string Binary
     {
         get
         {
-            if (!File.Exists("/dev/kvm")) Assert.Fail("/dev/kvm is missing: the tiny-guest tests need KVM");
-            string exe = Path.Combine(RepoRoot, "out", "csvmm");
-            Assert.True(File.Exists(exe), $"{exe} is missing: run ./build.sh first");
-            return exe;
+            HostRequirements.RequireKvm("the tiny-guest tests boot their disks under csvmm");
+            return RepoPaths.Csvmm;
         }
     }
 

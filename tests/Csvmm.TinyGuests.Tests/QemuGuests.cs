@@ -1,3 +1,5 @@
+using Csvmm.TestSupport;
+
 namespace Csvmm.TinyGuests.Tests;
 
 /// <summary>The QEMU-backed tests run one at a time (the host has 2 CPUs; each guest polls on one).</summary>
@@ -25,8 +27,7 @@ public sealed class QemuGuests
     /// <summary>These tests need KVM and QEMU: without them they fail with this message rather than skip.</summary>
     public static void RequireQemu()
     {
-        if (!File.Exists("/dev/kvm"))
-            Assert.Fail("/dev/kvm is missing: the tiny-guest tests boot their guests under qemu-system-x86_64 -enable-kvm");
+        HostRequirements.RequireKvm("the tiny-guest tests boot their guests under qemu-system-x86_64 -enable-kvm");
         string? path = Environment.GetEnvironmentVariable("PATH")?.Split(':')
             .Select(dir => System.IO.Path.Combine(dir, GuestRun.QemuBinary)).FirstOrDefault(File.Exists);
         if (path is null) Assert.Fail($"{GuestRun.QemuBinary} is not on PATH (./build.sh installs qemu-system-x86)");
