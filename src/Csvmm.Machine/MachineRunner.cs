@@ -107,11 +107,10 @@ public sealed class MachineRunner
     /// Stops the vCPUs (if they run), writes the machine to <paramref name="path"/> and leaves it stopped ("postmigrate",
     /// as QEMU leaves a source VM). Returns the RAM bytes written and how long the vCPUs were stopped for it.
     /// </summary>
-    /// <exception cref="Snapshot.SnapshotException">The machine cannot be saved (disks), or there is none.</exception>
+    /// <exception cref="Snapshot.SnapshotException">The machine cannot be saved (the file), or there is none.</exception>
     public (long RamBytes, TimeSpan Downtime) SaveSnapshot(string path, TimeSpan pauseTimeout)
     {
         var vm = _current ?? throw new Snapshot.SnapshotException("there is no running machine to save");
-        if (Snapshot.MachineSnapshot.CannotSave(vm) is { } why) throw new Snapshot.SnapshotException(why);
         var started = DateTime.UtcNow;
         if (!Pause(pauseTimeout)) throw new Snapshot.SnapshotException("the vCPUs did not stop");
         try

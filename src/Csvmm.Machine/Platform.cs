@@ -155,6 +155,25 @@ public sealed class Platform : IDisposable
         RegisterDoorbells();
         foreach (var (device, function, value, _) in PciBus.Functions)
             DeviceStates.Add($"pci-{device:x2}.{function}", value.Config);
+        // After the configuration spaces: a loaded transport drives INTx from the loaded command register.
+        foreach (var (device, function, value, _) in PciBus.Functions)
+            if (value is VirtioPciDevice v) DeviceStates.Add($"virtio-{device:x2}.{function}", v);
+    }
+
+    /// <summary>
+    /// Stops the devices that work on their own (virtio I/O threads), once the requests they have taken are complete:
+    /// with the vCPUs stopped too, guest RAM and <see cref="DeviceStates"/> are then the whole machine. IDE channels
+    /// need nothing here: they only move when a vCPU writes a command, and wait for a request in flight when saved.
+    /// </summary>
+    public void QuiesceDevices()
+    {
+        foreach (var f in _virtio) f.Quiesce();
+    }
+
+    /// <summary>Lets the devices stopped by <see cref="QuiesceDevices"/> work again.</summary>
+    public void ResumeDevices()
+    {
+        foreach (var f in _virtio) f.Resume();
     }
 
     /// <summary>

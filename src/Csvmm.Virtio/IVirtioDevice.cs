@@ -44,6 +44,17 @@ public interface IVirtioDevice : IDisposable
 
     /// <summary>Stops serving queues and waits until no request is in flight; back to the pre-activation state.</summary>
     void Reset();
+
+    /// <summary>
+    /// While active: stops serving the queues, first completing every request already taken from them (its used
+    /// element written and the driver notified), so that the rings in guest memory and the queue indices are the
+    /// whole device state. Buffers the driver adds meanwhile wait. Used to save or migrate a stopped machine.
+    /// Idempotent; no effect when not active.
+    /// </summary>
+    void Quiesce();
+
+    /// <summary>After <see cref="Quiesce"/> (or an activation with <see cref="VirtioActivation.Quiesced"/>): serves the queues again, looking at every one once.</summary>
+    void Resume();
 }
 
 /// <summary>An enabled virtqueue handed to the device at activation.</summary>
@@ -57,7 +68,9 @@ public sealed record VirtioQueue(int Index, SplitQueue Queue, EventFdHandle Noti
 /// <param name="Features">The negotiated features.</param>
 /// <param name="Queues">Enabled queues, in index order (disabled ones are left out).</param>
 /// <param name="Interrupt">How the device signals the driver.</param>
-public sealed record VirtioActivation(GuestMemory Memory, ulong Features, IReadOnlyList<VirtioQueue> Queues, IVirtioInterrupt Interrupt);
+/// <param name="Quiesced">Take the queues but serve nothing until <see cref="IVirtioDevice.Resume"/> (a restore in progress).</param>
+public sealed record VirtioActivation(GuestMemory Memory, ulong Features, IReadOnlyList<VirtioQueue> Queues, IVirtioInterrupt Interrupt,
+    bool Quiesced = false);
 
 /// <summary>The transport's interrupt side, as a device sees it. Called on the device's I/O thread; never blocks or allocates.</summary>
 public interface IVirtioInterrupt

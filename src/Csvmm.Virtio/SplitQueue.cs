@@ -103,12 +103,17 @@ public sealed class SplitQueue
     /// </summary>
     public bool HasAvailable => !IsBroken && ReadU16(_availIdx) != _nextAvail;
 
-    /// <summary>Sets the ring indices, for restoring a snapshot (both start at zero after <see cref="TryCreate"/>).</summary>
-    public void RestoreState(ushort nextAvail, ushort nextUsed)
+    /// <summary>
+    /// Sets the ring indices (and the error that broke the queue, if one had), for restoring a snapshot: both indices
+    /// start at zero after <see cref="TryCreate"/>. The next <see cref="NeedsNotification"/> says yes (one interrupt
+    /// more than needed at worst, never one too few).
+    /// </summary>
+    public void RestoreState(ushort nextAvail, ushort nextUsed, VirtqueueError error = VirtqueueError.None)
     {
         _nextAvail = nextAvail;
         _nextUsed = nextUsed;
         _signalledValid = false;
+        Error = error;
     }
 
     /// <summary>

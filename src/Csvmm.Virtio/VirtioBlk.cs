@@ -289,21 +289,68 @@ public sealed class VirtioBlk : IVirtioDevice, IQueueProcessor, IQueuePoller
     {
         lock (_lifecycle)
         {
-            if (_thread is not null) throw new InvalidOperationException("virtio-blk is already active");
+            if (_thread is not null || _memory is not null) throw new InvalidOperationException("virtio-blk is already active");
             Attach(activation);
-            var events = new EventFdHandle[_queues.Length];
-            for (int i = 0; i < events.Length; i++) events[i] = _queues[i].Notify;
-            var interrupt = activation.Interrupt;
-            _thread = new VirtioIoThread("virtio-blk", events, this, _aio?.CompletionEvent, _options.PollMax)
-            {
-                Faulted = e =>
-                {
-                    Fault = e;
-                    interrupt.SetNeedsReset();
-                },
-            };
-            _thread.Start();
+            if (!activation.Quiesced) StartThread();
         }
+    }
+
+    /// <summary>Caller holds _lifecycle; the device is attached and no thread runs.</summary>
+    private void StartThread()
+    {
+        var events = new EventFdHandle[_queues.Length];
+        for (int i = 0; i < events.Length; i++) events[i] = _queues[i].Notify;
+        var interrupt = _interrupt!;
+        _thread = new VirtioIoThread("virtio-blk", events, this, _aio?.CompletionEvent, _options.PollMax)
+        {
+            Faulted = e =>
+            {
+                Fault = e;
+                interrupt.SetNeedsReset();
+            },
+        };
+        _thread.Start();
+    }
+
+    /// <summary>True between <see cref="Quiesce"/> (or a quiesced activation) and <see cref="Resume"/>.</summary>
+    public bool IsQuiesced { get { lock (_lifecycle) return _memory is not null && _thread is null; } }
+
+    public void Quiesce()
+    {
+        lock (_lifecycle)
+        {
+            if (_thread is null) return; // not active, or already quiesced
+            _thread.Dispose(); // joins the I/O thread
+            _thread = null;
+            if (Fault is not null) return; // the thread died on a device bug: the driver was told to reset
+            CompleteInFlight();
+        }
+    }
+
+    public void Resume()
+    {
+        lock (_lifecycle)
+        {
+            if (_memory is null || _thread is not null || Fault is not null) return;
+            // A notification consumed before the quiesce may have left buffers unread: look at every queue once.
+            foreach (var q in _queues) q.Notify.Signal();
+            StartThread();
+        }
+    }
+
+    /// <summary>
+    /// Waits for every asynchronous request in flight and completes it into the used ring, then notifies the driver.
+    /// Only with the I/O thread stopped (the state it owns is then ours).
+    /// </summary>
+    private void CompleteInFlight()
+    {
+        if (_aio is not { } aio || _queues.Length == 0) return;
+        aio.Submit();
+        var vq = _queues[0];
+        bool any = false;
+        while (aio.InFlight > 0)
+            any |= ReapCompletions(vq.Queue, 1);
+        if (any) Notify(vq);
     }
 
     /// <summary>Takes the queues without starting the I/O thread (tests drive <see cref="ProcessQueue"/> themselves).</summary>

@@ -33,7 +33,7 @@ public sealed record VirtioDoorbell(int Queue, int Bar, ulong Offset, EventFdHan
 /// wrong width or offset read zero and are ignored.</para>
 /// <para>The transport owns the device: <see cref="Dispose"/> resets and disposes it.</para>
 /// </remarks>
-public sealed class VirtioPciDevice : IPciBarFunction, IDisposable
+public sealed partial class VirtioPciDevice : IPciBarFunction, IDisposable
 {
     /// <summary>Virtio's PCI vendor ID.</summary>
     public const ushort VendorId = 0x1AF4;
@@ -84,7 +84,7 @@ public sealed class VirtioPciDevice : IPciBarFunction, IDisposable
     private int _configVector = NoVector;
     private int _configGeneration;
     private ushort _queueSelect;
-    private bool _active, _disposed;
+    private bool _active, _disposed, _quiesced, _restored;
     private byte _isr;
     private bool _lineHigh;
     private long _notifications, _badAccesses, _resets;
@@ -434,7 +434,7 @@ public sealed class VirtioPciDevice : IPciBarFunction, IDisposable
             if (_queues[i] is { Enabled: true, Queue: { } sq }) list.Add(new VirtioQueue(i, sq, _notify[i]));
         try
         {
-            _device.Activate(new VirtioActivation(_memory, _driverFeatures, list, Interrupt));
+            _device.Activate(new VirtioActivation(_memory, _driverFeatures, list, Interrupt, _quiesced));
             _active = true;
         }
         catch (Exception e) when (e is InvalidOperationException or OutOfMemoryException or SysException or ThreadStartException)

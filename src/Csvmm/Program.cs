@@ -69,8 +69,6 @@ public static class Program
             {
                 incoming = Csvmm.Machine.Snapshot.SnapshotReader.Open(snapshotPath);
                 var spec = Csvmm.Machine.Snapshot.MachineSnapshot.ReadSpec(incoming);
-                if (Csvmm.Machine.Snapshot.MachineSnapshot.CannotSave(spec) is { } why)
-                    throw new Csvmm.Machine.Snapshot.SnapshotException($"{snapshotPath}: {why}");
                 config = MachineConfig.For(spec) with
                 {
                     NoReboot = config.NoReboot || spec.NoReboot, Timeout = config.Timeout ?? spec.Timeout, KvmDevice = config.KvmDevice,

@@ -159,18 +159,3 @@ public sealed class SnapshotFileTests : IDisposable
         Assert.Equal(before, File.ReadAllBytes(path));
     }
 }
-
-public sealed class SnapshotScopeTests
-{
-    [Fact]
-    public void Machines_with_ide_disks_can_be_saved_but_not_with_virtio_ones()
-    {
-        Assert.Null(MachineSnapshot.CannotSave(new MachineSpec { Firmware = "/fw" }));
-        Assert.Null(MachineSnapshot.CannotSave(new MachineSpec { Firmware = "/fw", Disks = [new DiskSpec("/a.img", DiskInterface.Ide, false, DiskCache.Writeback)] }));
-        Assert.Contains("virtio", MachineSnapshot.CannotSave(new MachineSpec
-        {
-            Firmware = "/fw",
-            Disks = [new DiskSpec("/a.img", DiskInterface.Ide, false, DiskCache.Writeback), new DiskSpec("/b.img", DiskInterface.Virtio, false, DiskCache.None)],
-        }));
-    }
-}

@@ -439,6 +439,20 @@ internal sealed class BlkRig : IDisposable
         return (Mem(status, 1)[0], used);
     }
 
+    /// <summary>
+    /// Makes this rig's guest the one <paramref name="source"/> had: its RAM and the driver's place in the rings (what
+    /// a restored machine's guest is). Device state is not copied: load it separately.
+    /// </summary>
+    public void AdoptGuest(BlkRig source)
+    {
+        source.Mem(0, (int)RamSize).CopyTo(Mem(0, (int)RamSize));
+        _availIdx = source._availIdx;
+        _usedSeen = source._usedSeen;
+        _nextDesc = source._nextDesc;
+        _nextData = source._nextData;
+        QueueSize = source.QueueSize;
+    }
+
     public void Dispose()
     {
         Pci.Dispose();

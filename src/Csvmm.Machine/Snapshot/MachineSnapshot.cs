@@ -7,29 +7,31 @@ namespace Csvmm.Machine.Snapshot;
 /// <summary>
 /// Saves a stopped machine to a snapshot file and loads one into a freshly built machine of the same spec: guest RAM,
 /// every vCPU (<see cref="VcpuState"/>), the in-kernel PICs and IOAPIC, the PIT, kvmclock, and the device models'
-/// states (<see cref="VirtualMachine.Platform"/>'s DeviceStates, IDE channels included: a channel waits for its
-/// request in flight before it saves). Disks are not copied: a restore opens them again by path, and an IDE drive
-/// refuses a state taken of a disk of another size. Machines with virtio disks are refused for now: the virtio queues
-/// do not save their state yet, and a restore without it would corrupt the guest's I/O.
+/// states (<see cref="VirtualMachine.Platform"/>'s DeviceStates). Before anything is captured the devices are quiesced:
+/// virtio I/O threads complete the requests they have taken and stop, IDE channels wait for their request in flight.
+/// Disks are not copied: a restore opens them again by path, and a drive refuses a state taken of a disk of another size.
 /// </summary>
 public static class MachineSnapshot
 {
     private static readonly uint[] Chips = [KvmIrqRoutingEntry.IrqchipPicMaster, KvmIrqRoutingEntry.IrqchipPicSlave, KvmIrqRoutingEntry.IrqchipIoapic];
 
-    /// <summary>Why <paramref name="vm"/> cannot be saved, or null when it can.</summary>
-    public static string? CannotSave(VirtualMachine vm) => CannotSave(vm.Config.Spec);
-
-    /// <summary>Why a machine of <paramref name="spec"/> cannot be saved or restored, or null when it can.</summary>
-    public static string? CannotSave(MachineSpec spec) =>
-        spec.Disks.Any(d => d.Interface != DiskInterface.Ide)
-            ? "a VM with virtio disks cannot be saved yet (virtio queue state is not carried; IDE disks can be)"
-            : null;
-
     /// <summary>Writes <paramref name="vm"/> (its vCPUs stopped) to <paramref name="path"/>. Returns the bytes of RAM written.</summary>
     public static long Save(VirtualMachine vm, string path)
     {
         ArgumentNullException.ThrowIfNull(vm);
-        if (CannotSave(vm) is { } why) throw new SnapshotException(why);
+        vm.Platform.QuiesceDevices();
+        try
+        {
+            return Write(vm, path);
+        }
+        finally
+        {
+            vm.Platform.ResumeDevices(); // the vCPUs stay stopped; the devices finish what the guest queued before
+        }
+    }
+
+    private static long Write(VirtualMachine vm, string path)
+    {
         using var w = new SnapshotWriter(path);
         w.Add(SectionKind.Spec, 0, vm.Config.Spec.Encode());
         w.Add(SectionKind.Devices, 0, vm.Platform.DeviceStates.SaveAll());
@@ -106,6 +108,7 @@ public static class MachineSnapshot
             var section = reader.Find(SectionKind.Ram, (uint)i) ?? throw new SnapshotException($"no RAM region {i}");
             reader.ReadRamInto(section, ramRegions[i].HostAddress, (long)ramRegions[i].Size);
         }
+        vm.Platform.QuiesceDevices(); // a virtio device activated by its loaded state waits for the rest of the machine
         try
         {
             vm.Platform.LoadDeviceStates(devices);
@@ -119,6 +122,7 @@ public static class MachineSnapshot
         var clk = MemoryMarshal.Read<KvmClockData>(clock);
         vm.Vm.SetClock(new KvmClockData { clock = clk.clock });
         for (int i = 0; i < states.Length; i++) states[i].Apply(vm.Vcpus[i].Vcpu);
+        vm.Platform.ResumeDevices();
     }
 
     private static byte[] Exact(SnapshotReader reader, SectionKind kind, int size)
