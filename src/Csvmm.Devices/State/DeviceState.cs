@@ -195,17 +195,6 @@ public static class DeviceStateRecord
         device.LoadState(state, version);
     }
 
-    /// <summary>CRC-32C (Castagnoli), as iSCSI and ext4 use it.</summary>
-    public static uint Crc32C(ReadOnlySpan<byte> data)
-    {
-        uint crc = 0xFFFF_FFFF;
-        while (data.Length >= 8)
-        {
-            crc = BitOperations.Crc32C(crc, BinaryPrimitives.ReadUInt64LittleEndian(data));
-            data = data[8..];
-        }
-        foreach (byte b in data)
-            crc = BitOperations.Crc32C(crc, b);
-        return ~crc;
-    }
+    /// <summary>CRC-32C of <paramref name="data"/> (<see cref="State.Crc32C"/>).</summary>
+    public static uint Crc32C(ReadOnlySpan<byte> data) => State.Crc32C.Compute(data);
 }

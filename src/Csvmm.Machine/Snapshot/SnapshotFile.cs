@@ -53,7 +53,7 @@ public static class SnapshotFormat
     /// <summary>Largest non-RAM section: the spec, device states and a vCPU's state are far smaller.</summary>
     public const long MaxSmallSection = 16 << 20;
 
-    internal static uint Crc(ReadOnlySpan<byte> data) => DeviceStateRecord.Crc32C(data);
+    internal static uint Crc(ReadOnlySpan<byte> data) => Crc32C.Compute(data);
 
     internal static bool Known(SectionKind k) => Enum.IsDefined(k);
 }
@@ -98,16 +98,16 @@ public sealed class SnapshotWriter : IDisposable
         if (_sections.Count == SnapshotFormat.MaxSections) throw new InvalidOperationException("too many sections");
         Pad(SnapshotFormat.PageAlignment);
         long offset = _file.Position;
-        uint crc = 0xFFFF_FFFF;
+        uint crc = Crc32C.Start;
         for (long done = 0; done < length;)
         {
             int n = (int)Math.Min(1 << 24, length - done);
             var chunk = new ReadOnlySpan<byte>((byte*)address + done, n);
             _file.Write(chunk);
-            crc = SnapshotReader.Crc32CUpdate(crc, chunk);
+            crc = Crc32C.Append(crc, chunk);
             done += n;
         }
-        _sections.Add(new SnapshotSection(SectionKind.Ram, index, offset, length, ~crc));
+        _sections.Add(new SnapshotSection(SectionKind.Ram, index, offset, length, Crc32C.Finish(crc)));
     }
 
     private void Pad(int alignment)
@@ -287,16 +287,16 @@ public sealed class SnapshotReader : IDisposable
     public void VerifyRam(SnapshotSection section)
     {
         var buffer = new byte[1 << 20];
-        uint crc = 0xFFFF_FFFF;
+        uint crc = Crc32C.Start;
         _file.Position = section.Offset;
         for (long left = section.Length; left > 0;)
         {
             int n = (int)Math.Min(buffer.Length, left);
             _file.ReadExactly(buffer, 0, n);
-            crc = Crc32CUpdate(crc, buffer.AsSpan(0, n));
+            crc = Crc32C.Append(crc, buffer.AsSpan(0, n));
             left -= n;
         }
-        if (~crc != section.Crc)
+        if (Crc32C.Finish(crc) != section.Crc)
             throw new SnapshotException($"{_file.Name}: RAM section {section.Index} checksum mismatch (corrupted)");
     }
 
@@ -306,29 +306,18 @@ public sealed class SnapshotReader : IDisposable
         if (section.Kind != SectionKind.Ram) throw new ArgumentException("not a RAM section");
         if (length != section.Length)
             throw new SnapshotException($"{_file.Name}: RAM section {section.Index} has {section.Length} bytes, the machine's region {length}");
-        uint crc = 0xFFFF_FFFF;
+        uint crc = Crc32C.Start;
         _file.Position = section.Offset;
         for (long done = 0; done < length;)
         {
             int n = (int)Math.Min(1 << 24, length - done);
             var chunk = new Span<byte>((byte*)address + done, n);
             _file.ReadExactly(chunk);
-            crc = Crc32CUpdate(crc, chunk);
+            crc = Crc32C.Append(crc, chunk);
             done += n;
         }
-        if (~crc != section.Crc)
+        if (Crc32C.Finish(crc) != section.Crc)
             throw new SnapshotException($"{_file.Name}: RAM section {section.Index} checksum mismatch (corrupted)");
-    }
-
-    internal static uint Crc32CUpdate(uint crc, ReadOnlySpan<byte> data)
-    {
-        while (data.Length >= 8)
-        {
-            crc = System.Numerics.BitOperations.Crc32C(crc, BinaryPrimitives.ReadUInt64LittleEndian(data));
-            data = data[8..];
-        }
-        foreach (byte b in data) crc = System.Numerics.BitOperations.Crc32C(crc, b);
-        return crc;
     }
 
     public void Dispose() => _file.Dispose();
