@@ -113,6 +113,12 @@ public sealed class QmpSession
     private void Execute(byte[] text)
     {
         JsonDocument doc;
+        // The reader leaves string contents unchecked until they are read; a client's bytes are checked here, whole.
+        if (!System.Text.Unicode.Utf8.IsValid(text))
+        {
+            SendError(null, "GenericError", "JSON parse error, invalid UTF-8 sequence in string");
+            return;
+        }
         try
         {
             doc = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = JsonStreamSplitter.MaxDepth });

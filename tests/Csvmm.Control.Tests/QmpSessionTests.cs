@@ -39,6 +39,27 @@ public sealed class QmpSessionTests
         Assert.Contains(descFragment, e.GetProperty("desc").GetString());
     }
 
+    [Theory]
+    [InlineData(new byte[] { 0xC3 })]             // a lead byte without its continuation
+    [InlineData(new byte[] { 0xED, 0xA0, 0x80 })] // an encoded surrogate
+    [InlineData(new byte[] { 0xFF })]
+    public void Invalid_utf8_in_a_string_is_a_parse_error_wherever_it_is(byte[] bad)
+    {
+        // Found by the qmp fuzz target: the session threw when it read such a string (tests/fuzz/regressions/qmp).
+        Negotiate();
+        foreach (string template in new[] { "{\"execute\":\"@\"}", "{\"execute\":\"migrate\",\"arguments\":{\"@\":1}}", "{\"@\":1}", "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"file:@\"}}" })
+        {
+            int at = template.IndexOf('@');
+            byte[] text = [.. Encoding.UTF8.GetBytes(template[..at]), .. bad, .. Encoding.UTF8.GetBytes(template[(at + 1)..])];
+            int before = _out.Count;
+            _session.Receive(text);
+            Assert.Equal(before + 1, _out.Count);
+            AssertError(Reply(_out[^1]), "GenericError", "invalid UTF-8");
+        }
+        Assert.Equal("running", Send("""{"execute":"query-status"}""").GetProperty("return").GetProperty("status").GetString());
+        Assert.DoesNotContain(_machine.Calls, c => c.StartsWith("migrate", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Greeting_names_the_version_and_no_capabilities()
     {
