@@ -36,6 +36,11 @@ public static class QmpSpecParser
             error = $"--qmp {text}: expected unix:PATH (csvmm's control socket is a Unix socket)";
             return false;
         }
+        if (text.Contains('\0'))
+        {
+            error = "--qmp: a path cannot contain a NUL character";
+            return false;
+        }
         var parts = text[5..].Split(',');
         if (parts[0].Length == 0)
         {

@@ -65,9 +65,7 @@ internal sealed class QmpMachine(MachineRunner runner, MachineConfig config) : I
     /// <summary><c>migrate</c> to <c>file:PATH</c>: stop, write the snapshot, stay stopped (QEMU's postmigrate).</summary>
     public string? Migrate(string uri)
     {
-        if (!uri.StartsWith("file:", StringComparison.Ordinal) || uri.Length == 5)
-            return $"migration URI '{uri}' is not supported: csvmm migrates to file:PATH (a snapshot; restore with --incoming file:PATH)";
-        string path = Path.GetFullPath(uri[5..]);
+        if (MigrationPath(uri, out string path) is { } refused) return refused;
         bool wasRunning = runner.Status == "running";
         var started = DateTime.UtcNow;
         try
@@ -82,6 +80,18 @@ internal sealed class QmpMachine(MachineRunner runner, MachineConfig config) : I
             Migration = new QmpMigration("failed", (long)(DateTime.UtcNow - started).TotalMilliseconds, 0, 0, e.Message);
             return e.Message;
         }
+    }
+
+    /// <summary>The snapshot path a <c>migrate</c> URI names, or why it names none (a client's string: anything may be in it).</summary>
+    internal static string? MigrationPath(string uri, out string path)
+    {
+        path = "";
+        if (!uri.StartsWith("file:", StringComparison.Ordinal) || uri.Length == 5)
+            return $"migration URI '{uri}' is not supported: csvmm migrates to file:PATH (a snapshot; restore with --incoming file:PATH)";
+        if (uri.Contains('\0'))
+            return "migration URI: a path cannot contain a NUL character";
+        path = Path.GetFullPath(uri[5..]);
+        return null;
     }
 
     /// <summary>Forwards the runner's RESET / SHUTDOWN to the client with QEMU's data members.</summary>

@@ -79,6 +79,27 @@ public class ParsingTests
     }
 
     [Fact]
+    public void A_nul_in_a_qmp_socket_path_is_an_error_not_an_exception()
+    {
+        // Found by the cli-specs fuzz target (Path.GetFullPath threw).
+        Assert.False(QmpSpecParser.TryParse("unix:/tmp/a\0b", out _, out string error));
+        Assert.Contains("NUL", error);
+    }
+
+    [Theory]
+    [InlineData("file:/tmp/a\0b.snap", "NUL")]
+    [InlineData("file:", "not supported")]
+    [InlineData("tcp:127.0.0.1:4444", "not supported")]
+    public void A_migrate_uri_that_names_no_file_is_refused_with_a_reason(string uri, string fragment)
+    {
+        // A QMP client's string: the NUL case is reachable through JSON's \u0000 and used to throw.
+        Assert.Contains(fragment, QmpMachine.MigrationPath(uri, out string path));
+        Assert.Equal("", path);
+        Assert.Null(QmpMachine.MigrationPath("file:/tmp/x.snap", out path));
+        Assert.Equal("/tmp/x.snap", path);
+    }
+
+    [Fact]
     public void IncomingTakesTheMachineFromTheSnapshot()
     {
         var (o, err) = Parse("--incoming", "file:/tmp/vm.snap", "--qmp", "unix:/tmp/q.sock");
