@@ -18,6 +18,7 @@ APT_PACKAGES=(
   acpica-tools                       # iasl: independent check of csvmm's ACPI tables
   secilc checkpolicy setools libsepol-dev   # SELinux policy build and oracle (sesearch)
   strace
+  afl++                              # tests/fuzz: coverage-guided fuzzing (SharpFuzz-instrumented targets)
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -63,6 +64,8 @@ setup() {
   [ -x policy/build.sh ] && { log "policy"; policy/build.sh; }
   log "firmware"; firmware/build.sh
   build_managed
+  log "fuzz harness: SharpFuzz instrumenter (dotnet tool)"
+  (cd tests/fuzz && dotnet tool restore >"$ROOT/out/fuzz-tools.log" 2>&1) || { cat "$ROOT/out/fuzz-tools.log" >&2; echo "build.sh: dotnet tool restore failed" >&2; exit 1; }
   build_guest_kit
 }
 
@@ -79,6 +82,18 @@ run_tests() {
     grep -E '^\s+(Failed|Skipped) ' "$results/$name.log" | sed 's/^/    /' >&2 || true
   done
   local passed=0 failed=0 skipped=0 f c
+  # Coverage-guided fuzzing: every target for a short fixed budget from its committed corpus (tests/fuzz/README.md).
+  local fuzz_passed=0 fuzz_failed=0 target
+  for target in $(dotnet tests/fuzz/Csvmm.Fuzz/bin/Release/net10.0/csvmm-fuzz.dll list | awk '{print $1}'); do
+    log "fuzz: $target (${CSVMM_FUZZ_SECONDS:-15} s)"
+    if CSVMM_FUZZ_SEED=${CSVMM_FUZZ_SEED:-1} tests/fuzz/run.sh "$target" "${CSVMM_FUZZ_SECONDS:-15}" >"$results/fuzz-$target.log" 2>&1; then
+      fuzz_passed=$((fuzz_passed + 1))
+    else
+      fuzz_failed=$((fuzz_failed + 1)); status=1
+      sed 's/^/    /' "$results/fuzz-$target.log" >&2
+    fi
+    tail -1 "$results/fuzz-$target.log" | sed 's/^/    /' >&2
+  done
   for f in "$results"/*.trx; do
     [ -f "$f" ] || continue
     c=$(grep -o '<Counters [^>]*' "$f" | head -1)
@@ -92,6 +107,7 @@ run_tests() {
     name=$(basename "$proj" .csproj)
     [ -f "$results/$name.trx" ] || { echo "build.sh: $name produced no results (see $results/$name.log)" >&2; failed=$((failed + 1)); status=1; }
   done
+  passed=$((passed + fuzz_passed)); failed=$((failed + fuzz_failed))
   [ "$failed" -eq 0 ] || status=1
   echo "$passed passed, $failed failed, $skipped skipped"
   return $status
