@@ -240,7 +240,8 @@ public sealed class DiskGate
             return new GateOutcome(Plan, AdmitAll(candidates), vm, null)
             {
                 ProcessContext = processContext, Marker = marker,
-                Management = new ManagementGate(engine, Plan.Mode, vm.VmContext ?? processContext, AvcOrigin.Current),
+                Management = new ManagementGate(engine, Plan.Mode, vm.VmContext ?? processContext, AvcOrigin.Current,
+                    Plan.KernelPolicy ? null : processContext, Plan.KernelPolicy ? null : PathLabeler(_options, engine)),
             };
         }
         catch
@@ -407,23 +408,48 @@ public sealed class DiskGate
         }
     }
 
+    /// <summary>The label a file at a path has or would get, from file_contexts (snapshot files csvmm is about to write).</summary>
+    private static Func<string, DiskLabel> PathLabeler(SecurityOptions options, IPolicyEngine engine)
+    {
+        var contexts = LoadFileContexts(options, engine, out string? failure);
+        return path =>
+        {
+            if (contexts is null) return DiskLabel.Unlabelled(path, options.FileContextsPath, failure!);
+            try
+            {
+                return File.Exists(path) ? contexts.LookupFile(path) : contexts.Lookup(Path.GetFullPath(path), FileKind.Regular);
+            }
+            catch (SecurityPolicyException e)
+            {
+                return DiskLabel.Unlabelled(path, options.FileContextsPath, e.Message);
+            }
+        };
+    }
+
+    /// <summary>The trusted file_contexts, checked against the policy; null with the reason when it cannot be used.</summary>
+    private static FileContexts? LoadFileContexts(SecurityOptions options, IPolicyEngine engine, out string? failure)
+    {
+        failure = null;
+        try
+        {
+            var contexts = FileContexts.Load(options.FileContextsPath, FileTrust.RootOwned);
+            if (engine is SepolEngine)
+                contexts.Validate(engine);
+            return contexts;
+        }
+        catch (SecurityPolicyException e)
+        {
+            failure = e.Message;
+            return null;
+        }
+    }
+
     private static Func<DiskCandidate, DiskLabel> Labeler(SecurityOptions options, IPolicyEngine engine)
     {
         if (options.TrustXattr)
             return d => DiskLabel.FromXattr(d.Handle, d.RealPath);
 
-        FileContexts? contexts = null;
-        string? failure = null;
-        try
-        {
-            contexts = FileContexts.Load(options.FileContextsPath, FileTrust.RootOwned);
-            if (engine is SepolEngine)
-                contexts.Validate(engine);
-        }
-        catch (SecurityPolicyException e)
-        {
-            failure = e.Message;
-        }
+        var contexts = LoadFileContexts(options, engine, out string? failure);
         return d => contexts?.LookupOpened(d.Handle) ?? DiskLabel.Unlabelled(d.RealPath, options.FileContextsPath, failure!);
     }
 }

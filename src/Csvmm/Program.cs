@@ -194,12 +194,12 @@ public static class Program
         {
             if (options.QmpSocket is { } socketPath)
             {
-                var machine = new QmpMachine(runner, config);
+                QmpAuthorizer? authorizer = management is { } m
+                    ? new QmpAuthorizer(m.Gate, m.KernelPolicy ? null : m.ProcessContext, log)
+                    : null;
+                var machine = new QmpMachine(runner, config) { SnapshotWriteCheck = authorizer is null ? null : authorizer.CheckSnapshotWrite };
                 try
                 {
-                    IQmpAuthorizer? authorizer = management is { } m
-                        ? new QmpAuthorizer(m.Gate, m.KernelPolicy ? null : m.ProcessContext, log)
-                        : null;
                     Func<int, string?>? peerContext = management is { KernelPolicy: true } ? fd => SelinuxHost.PeerContext(fd) : null;
                     qmp = new Csvmm.Control.QmpServer(socketPath, machine, authorizer, m => log.Information("{Qmp}", m), peerContext);
                 }

@@ -33,12 +33,28 @@ internal sealed class QmpAuthorizer(ManagementGate gate, string? fallbackContext
             return null;
         }
         var d = gate.Check(client, operation, $"qmp:{command}");
-        if (d.AvcLine is not null)
-        {
-            if (d.PolicyAllows) log.Debug("{Avc}", d.AvcLine);
-            else if (d.Allowed) log.Warning("{Avc}", d.AvcLine);
-            else log.Error("{Avc}", d.AvcLine);
-        }
+        Log(d);
         return d.Allowed ? null : $"SELinux denied {{ {permission} }} on the VM {gate.VmContext} to {client}: {d.DenialReason}";
+    }
+
+    /// <summary>
+    /// Before <c>migrate</c> writes a snapshot: may csvmm write a file of the path's label (see
+    /// <see cref="ManagementGate.CheckSnapshotWrite"/>). Returns the QMP error text, or null to go on.
+    /// </summary>
+    public string? CheckSnapshotWrite(string path)
+    {
+        var d = gate.CheckSnapshotWrite(path);
+        Log(d);
+        if (d.Allowed) return null;
+        if (d.AvcLine is null) log.Error("SELinux: {Reason}", d.DenialReason);
+        return $"SELinux denied writing the snapshot {path}: {d.DenialReason}";
+    }
+
+    private void Log(ManagementDecision d)
+    {
+        if (d.AvcLine is null) return;
+        if (d.PolicyAllows) log.Debug("{Avc}", d.AvcLine);
+        else if (d.Allowed) log.Warning("{Avc}", d.AvcLine);
+        else log.Error("{Avc}", d.AvcLine);
     }
 }

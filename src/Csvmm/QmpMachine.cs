@@ -66,6 +66,11 @@ internal sealed class QmpMachine(MachineRunner runner, MachineConfig config) : I
     public string? Migrate(string uri)
     {
         if (MigrationPath(uri, out string path) is { } refused) return refused;
+        if (SnapshotWriteCheck?.Invoke(path) is { } denied)
+        {
+            Migration = new QmpMigration("failed", 0, 0, 0, denied);
+            return denied;
+        }
         bool wasRunning = runner.Status == "running";
         var started = DateTime.UtcNow;
         try
@@ -81,6 +86,9 @@ internal sealed class QmpMachine(MachineRunner runner, MachineConfig config) : I
             return e.Message;
         }
     }
+
+    /// <summary>MAC on the snapshot file a <c>migrate</c> writes: the refusal, or null to go on (null: not checked).</summary>
+    public Func<string, string?>? SnapshotWriteCheck { get; init; }
 
     /// <summary>The snapshot path a <c>migrate</c> URI names, or why it names none (a client's string: anything may be in it).</summary>
     internal static string? MigrationPath(string uri, out string path)

@@ -150,4 +150,68 @@ public sealed class SnapshotEntrypointTests(PolicyFixture policy)
         var management = new ManagementGate(policy.Engine, EnforcementMode.Enforcing, user.VmContext!, new AvcOrigin(1, "csvmm"));
         Assert.True(management.Check(StandalonePolicy.DefaultProcessContext, VmOperation.Restore, "incoming:/var/lib/csvmm/snapshots/web.snap").PolicyAllows);
     }
+
+    private ManagementGate WriterGate(EnforcementMode mode, string process)
+    {
+        var contexts = FileContexts.Load(policy.FileContextsPath);
+        return new ManagementGate(policy.Engine, mode, "user_u:object_r:vm_user_t", new AvcOrigin(1, "csvmm"), process,
+            path => contexts.Lookup(path, FileKind.Regular));
+    }
+
+    [Fact]
+    public void Csvmm_may_write_snapshots_where_file_contexts_labels_them_snapshots_and_nowhere_else()
+    {
+        var gate = WriterGate(EnforcementMode.Enforcing, StandalonePolicy.DefaultProcessContext);
+        var ok = gate.CheckSnapshotWrite("/var/lib/csvmm/snapshots/web.snap");
+        Assert.True(ok.PolicyAllows, ok.DenialReason);
+        Assert.Contains("granted  { write } for", ok.AvcLine);
+        Assert.Contains("tcontext=system_u:object_r:qemu_snapshot_t tclass=file", ok.AvcLine);
+
+        // Over a trusted image: user_t may read it, never write it.
+        var image = gate.CheckSnapshotWrite("/var/lib/csvmm/images/web.img");
+        Assert.False(image.Allowed);
+        Assert.Contains("no rule allow user_t qemu_virtdisk_t:file { write }", image.DenialReason);
+        Assert.Contains("denied  { write }", image.AvcLine);
+
+        // A path file_contexts does not label: denied, the reason says why.
+        var nowhere = gate.CheckSnapshotWrite("/srv/elsewhere/web.snap");
+        Assert.False(nowhere.Allowed);
+        Assert.Contains("no SELinux label", nowhere.DenialReason);
+        Assert.Null(nowhere.AvcLine);
+
+        // guest_t has no write rule on snapshots.
+        var guest = WriterGate(EnforcementMode.Enforcing, "guest_u:guest_r:guest_t").CheckSnapshotWrite("/var/lib/csvmm/snapshots/web.snap");
+        Assert.False(guest.Allowed);
+        Assert.Contains("guest_t qemu_snapshot_t:file { write }", guest.DenialReason);
+    }
+
+    [Fact]
+    public async Task The_snapshot_write_decisions_match_sesearch()
+    {
+        var r = await Tool.RunAsync("sesearch", policy.PolicyPath, "-A", "-t", "qemu_snapshot_t", "-c", "file", "-p", "write");
+        Assert.True(r.ExitCode == 0, r.StdErr);
+        foreach (var (domain, context) in new Dictionary<string, string>
+        {
+            ["user_t"] = StandalonePolicy.DefaultProcessContext, ["staff_t"] = "staff_u:staff_r:staff_t", ["guest_t"] = "guest_u:guest_r:guest_t",
+        })
+        {
+            bool oracle = Regex.IsMatch(r.StdOut, $@"^allow {domain} qemu_snapshot_t:file", RegexOptions.Multiline);
+            bool csvmm = WriterGate(EnforcementMode.Enforcing, context).CheckSnapshotWrite("/var/lib/csvmm/snapshots/a.snap").PolicyAllows;
+            Assert.True(oracle == csvmm, $"{domain}: sesearch {oracle}, csvmm {csvmm}");
+        }
+    }
+
+    [Fact]
+    public void Permissive_mode_logs_a_denied_snapshot_write_and_lets_it_go_on_and_the_kernel_decides_on_selinux_hosts()
+    {
+        var d = WriterGate(EnforcementMode.Permissive, StandalonePolicy.DefaultProcessContext).CheckSnapshotWrite("/var/lib/csvmm/images/x.img");
+        Assert.False(d.PolicyAllows);
+        Assert.True(d.Allowed);
+        Assert.Contains("permissive=1", d.AvcLine);
+        // No labeler (the kernel's policy: the kernel checks the open itself) and disabled checks answer yes, silently.
+        var kernel = new ManagementGate(policy.Engine, EnforcementMode.Enforcing, "user_u:object_r:vm_user_t", new AvcOrigin(1, "csvmm"));
+        Assert.Equal(new ManagementDecision(true, true, null, null), kernel.CheckSnapshotWrite("/var/lib/csvmm/images/x.img"));
+        var disabled = WriterGate(EnforcementMode.Disabled, StandalonePolicy.DefaultProcessContext);
+        Assert.Equal(new ManagementDecision(true, true, null, null), disabled.CheckSnapshotWrite("/var/lib/csvmm/images/x.img"));
+    }
 }
