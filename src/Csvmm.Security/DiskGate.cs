@@ -127,12 +127,16 @@ public sealed class DiskGate
     private readonly SecurityOptions _options;
     private readonly ILogger _log;
     private readonly SelinuxHostState _host;
+    private readonly Lazy<IAvcAudit?> _audit;
 
     /// <summary>A gate for this host (<see cref="SelinuxHost.Probe"/>).</summary>
     public DiskGate(SecurityOptions options, ILogger log) : this(options, log, SelinuxHost.Probe()) { }
 
-    /// <summary>A gate for a given host state (tests).</summary>
-    internal DiskGate(SecurityOptions options, ILogger log, SelinuxHostState host)
+    /// <summary>
+    /// A gate for a given host state (tests). <paramref name="audit"/> receives every AVC line; by default the
+    /// kernel's audit system does (<see cref="AuditLog"/>) when the kernel's policy decides, and nothing otherwise.
+    /// </summary>
+    internal DiskGate(SecurityOptions options, ILogger log, SelinuxHostState host, IAvcAudit? audit = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(log);
@@ -141,6 +145,7 @@ public sealed class DiskGate
         _log = log;
         _host = host;
         Plan = PlanFor(options.Mode, host);
+        _audit = new Lazy<IAvcAudit?>(() => audit ?? (Plan.KernelPolicy && Plan.Mode != EnforcementMode.Disabled ? AuditLog.Open(log) : null));
     }
 
     /// <summary>The engine and mode this gate decides with.</summary>
@@ -222,7 +227,7 @@ public sealed class DiskGate
                 return new GateOutcome(Plan, [], null, null)
                 {
                     ProcessContext = self,
-                    Management = new ManagementGate(selfEngine, Plan.Mode, self, AvcOrigin.Current),
+                    Management = NewManagementGate(selfEngine, self, self),
                 };
             }
 
@@ -240,8 +245,7 @@ public sealed class DiskGate
             return new GateOutcome(Plan, AdmitAll(candidates), vm, null)
             {
                 ProcessContext = processContext, Marker = marker,
-                Management = new ManagementGate(engine, Plan.Mode, vm.VmContext ?? processContext, AvcOrigin.Current,
-                    Plan.KernelPolicy ? null : processContext, Plan.KernelPolicy ? null : PathLabeler(_options, engine)),
+                Management = NewManagementGate(engine, vm.VmContext ?? processContext, processContext),
             };
         }
         catch
@@ -251,6 +255,15 @@ public sealed class DiskGate
             throw;
         }
     }
+
+    /// <summary>
+    /// The VM's management gate: the engine and mode of its entrypoint; csvmm's domain writes snapshots, labelled from
+    /// file_contexts (the kernel's own check on an SELinux host); decisions audited where the entrypoint's are.
+    /// </summary>
+    private ManagementGate NewManagementGate(IPolicyEngine engine, string vmContext, string processContext) =>
+        new(engine, Plan.Mode, vmContext, AvcOrigin.Current,
+            Plan.KernelPolicy ? null : processContext, Plan.KernelPolicy ? null : PathLabeler(_options, engine))
+        { Audit = _audit.Value };
 
     private static List<AdmittedDisk> AdmitAll(List<DiskCandidate> candidates)
     {
@@ -291,18 +304,19 @@ public sealed class DiskGate
         foreach (var disk in candidates)
         {
             EntrypointDecision d = gate.Check(processContext, label(disk));
-            LogDecision(_log, d, Plan.Mode);
+            LogDecision(_log, d, Plan.Mode, _audit.Value);
             decisions.Add(d);
         }
         return (gate.Combine(decisions), processContext, engine);
     }
 
-    private static void LogDecision(ILogger log, EntrypointDecision d, EnforcementMode mode)
+    private static void LogDecision(ILogger log, EntrypointDecision d, EnforcementMode mode, IAvcAudit? audit)
     {
         foreach (var check in new[] { d.FileRead, d.TypeChange, d.Entrypoint })
         {
             if (check.AvcLine is null)
                 continue;
+            audit?.UserAvc(check.AvcLine);
             if (check.Granted)
                 log.Debug("{Avc}", check.AvcLine);
             else if (mode == EnforcementMode.Enforcing && !d.PermissiveDomain)

@@ -63,6 +63,15 @@ public sealed class ManagementGate
     /// <summary>The enforcement mode.</summary>
     public EnforcementMode Mode { get; }
 
+    /// <summary>Where every decision's AVC line also goes (the audit system on an SELinux host), or null.</summary>
+    public IAvcAudit? Audit { get; init; }
+
+    private ManagementDecision Audited(ManagementDecision d)
+    {
+        if (d.AvcLine is { } line) Audit?.UserAvc(line);
+        return d;
+    }
+
     /// <summary>The VM's context (the target of every decision).</summary>
     public string VmContext { get; }
 
@@ -97,17 +106,17 @@ public sealed class ManagementGate
             bool granted = d.Grants(bit);
             bool notEnforced = permissive || d.PermissiveDomain;
             string line = AvcFormat.Line(granted, [permission], _origin, what, sourceContext, VmContext, EntrypointGate.VmClass, notEnforced);
-            if (granted) return new ManagementDecision(true, true, line, null);
+            if (granted) return Audited(new ManagementDecision(true, true, line, null));
             string reason = (d.Causes & DenialCauses.Constraint) != 0 ? "denied by a constraint"
                 : (d.Causes & DenialCauses.Rbac) != 0 ? "denied by role-based access control"
                 : $"no rule allow {SecurityContext.Parse(sourceContext).Type} {SecurityContext.Parse(VmContext).Type}:{EntrypointGate.VmClass} {permission}";
-            return new ManagementDecision(false, notEnforced, line, reason);
+            return Audited(new ManagementDecision(false, notEnforced, line, reason));
         }
         catch (SecurityPolicyException e)
         {
             // Not decidable (no such permission in this policy, an invalid context, no policy): never allowed in enforcing mode.
             string line = AvcFormat.Line(false, [permission], _origin, what, sourceContext, VmContext, EntrypointGate.VmClass, permissive);
-            return new ManagementDecision(false, permissive, line, e.Message);
+            return Audited(new ManagementDecision(false, permissive, line, e.Message));
         }
     }
 
@@ -148,14 +157,14 @@ public sealed class ManagementGate
             bool granted = d.Grants(bits);
             bool notEnforced = permissive || d.PermissiveDomain;
             string line = AvcFormat.Line(granted, permissions, _origin, path, _processContext, fileContext, "file", notEnforced);
-            if (granted) return new ManagementDecision(true, true, line, null);
-            return new ManagementDecision(false, notEnforced, line,
-                $"no rule allow {SecurityContext.Parse(_processContext).Type} {SecurityContext.Parse(fileContext).Type}:file {{ {string.Join(' ', permissions)} }} ({label.Source})");
+            if (granted) return Audited(new ManagementDecision(true, true, line, null));
+            return Audited(new ManagementDecision(false, notEnforced, line,
+                $"no rule allow {SecurityContext.Parse(_processContext).Type} {SecurityContext.Parse(fileContext).Type}:file {{ {string.Join(' ', permissions)} }} ({label.Source})"));
         }
         catch (SecurityPolicyException e)
         {
             string line = AvcFormat.Line(false, permissions, _origin, path, _processContext, fileContext, "file", permissive);
-            return new ManagementDecision(false, permissive, line, e.Message);
+            return Audited(new ManagementDecision(false, permissive, line, e.Message));
         }
     }
 }
