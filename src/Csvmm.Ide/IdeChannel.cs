@@ -147,6 +147,10 @@ public sealed partial class IdeChannel : IDisposable
             // Task-file writes are ignored while a drive is busy (SRST asserted, or a bus-master transfer on the I/O
             // thread); any write clears HOB.
             if ((_control & AtaControl.Srst) != 0 || _ioInFlight) return;
+            // As on real drives (and in QEMU), the task file other than the command register ignores writes while the
+            // selected drive is busy or has data to move: a device-register write mid-transfer would otherwise send the
+            // rest of it to the other drive, or to one that is absent (found by fuzzing: it crashed the I/O thread).
+            if (offset != 7 && (StatusOf(Selected) & (AtaStatus.Bsy | AtaStatus.Drq)) != 0) return;
             _control = (byte)(_control & ~AtaControl.Hob);
             switch (offset)
             {
