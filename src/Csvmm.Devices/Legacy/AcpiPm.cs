@@ -194,7 +194,9 @@ public sealed class AcpiPm : IStatefulDevice
         // A count above ~80 000 years of uptime is hostile (and would overflow the tick arithmetic below).
         r.Check(count < (1UL << 53), $"PM timer count {count} is out of range");
         r.Check(epoch <= count >> 23, "the PM timer carry epoch is ahead of its count");
-        long hostTicks = (long)((UInt128)count * (ulong)_ticksPerSecond / TimerFrequency);
+        // Rounded up: TimerCount rounds down, so a count rounded down here would read one less after every load
+        // (found by fuzzing: save → load → save lost a tick whenever the clock is not a multiple of 3.579545 MHz).
+        long hostTicks = (long)(((UInt128)count * (ulong)_ticksPerSecond + (TimerFrequency - 1)) / TimerFrequency);
         lock (_lock)
         {
             _status = status;
