@@ -32,6 +32,8 @@ public static class SizeParser
             error = $"'{text}' is not a size (examples: 512M, 2G)";
             return false;
         }
+        // Before multiplying: a huge number times the unit overflows decimal itself (found by fuzzing).
+        if (value >= (decimal)ulong.MaxValue / (1UL << shift)) { error = $"'{text}' is too large"; return false; }
         decimal total = value * (decimal)(1UL << shift);
         if (total >= (decimal)ulong.MaxValue) { error = $"'{text}' is too large"; return false; }
         bytes = (ulong)decimal.Truncate(total);

@@ -244,7 +244,9 @@ public sealed class I8042 : IStatefulDevice
 
     private void WriteOutputPort(byte value)
     {
-        _outputPort = value;
+        // A clear reset bit pulses the CPU's reset line: the machine resets, and the port reads back with the line
+        // released (a state taken between the write and the reset must load; found by fuzzing).
+        _outputPort = (byte)(value | OutResetDeasserted);
         if ((value & OutResetDeasserted) == 0) _control.RequestReset(ResetByOutputPort);
     }
 
