@@ -138,7 +138,7 @@ public sealed class FwCfgTarget : IFuzzTarget
         var rig = s_rig ??= new Rig();
         var memory = rig.Memory;
         memory.GetSpan(GuestAddress.Zero, (int)RamSize).Clear();
-        var r = new Input(input);
+        var r = new FuzzInput(input);
         bool dma = (r.U8() & 1) == 0;
         var device = dma ? new FwCfgDevice(rig.Content, rig.Dma) : new FwCfgDevice(rig.NoDmaContent, null);
 
@@ -292,30 +292,4 @@ public sealed class FwCfgTarget : IFuzzTarget
         yield return ("no-dma", [1, Select, BootOrder, 0, Read, 14, Dma, 0, .. U32(0x1000), In, 4, 3]);
     }
 
-    /// <summary>Reads operands from the input; past its end everything is zero.</summary>
-    private ref struct Input(ReadOnlySpan<byte> data)
-    {
-        private ReadOnlySpan<byte> _rest = data;
-
-        public readonly bool More => !_rest.IsEmpty;
-
-        public byte U8()
-        {
-            if (_rest.IsEmpty) return 0;
-            byte b = _rest[0];
-            _rest = _rest[1..];
-            return b;
-        }
-
-        public ushort U16() => (ushort)(U8() | U8() << 8);
-        public uint U24() => U8() | (uint)U8() << 8 | (uint)U8() << 16;
-        public uint U32() => U16() | (uint)U16() << 16;
-
-        public ReadOnlySpan<byte> Take(int n)
-        {
-            var taken = _rest[..Math.Min(n, _rest.Length)];
-            _rest = _rest[taken.Length..];
-            return taken;
-        }
-    }
 }

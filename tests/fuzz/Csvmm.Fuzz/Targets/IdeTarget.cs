@@ -137,7 +137,7 @@ public sealed class IdeTarget : IFuzzTarget
         var rig = s_rig ??= new Rig();
         var memory = rig.Memory;
         memory.GetSpan(GuestAddress.Zero, (int)RamSize).Clear();
-        var r = new Input(input);
+        var r = new FuzzInput(input);
         byte config = r.U8();
         var c = rig.Controllers[(config >> 2) & 1];
         c.Piix.Reset();
@@ -387,30 +387,4 @@ public sealed class IdeTarget : IFuzzTarget
             Ata, 3, AtaCommand.IdentifyDevice, 0, 0, 0, 0, 0, 0, DataIn, 1, 99, 0, State, 1, DataIn, 1, 155, 0, State, 0]);
     }
 
-    /// <summary>Reads operands from the input; past its end everything is zero.</summary>
-    private ref struct Input(ReadOnlySpan<byte> data)
-    {
-        private ReadOnlySpan<byte> _rest = data;
-
-        public readonly bool More => !_rest.IsEmpty;
-
-        public byte U8()
-        {
-            if (_rest.IsEmpty) return 0;
-            byte b = _rest[0];
-            _rest = _rest[1..];
-            return b;
-        }
-
-        public ushort U16() => (ushort)(U8() | U8() << 8);
-        public uint U24() => U8() | (uint)U8() << 8 | (uint)U8() << 16;
-        public uint U32() => U16() | (uint)U16() << 16;
-
-        public ReadOnlySpan<byte> Take(int n)
-        {
-            var taken = _rest[..Math.Min(n, _rest.Length)];
-            _rest = _rest[taken.Length..];
-            return taken;
-        }
-    }
 }

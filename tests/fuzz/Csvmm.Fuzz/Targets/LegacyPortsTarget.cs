@@ -120,7 +120,7 @@ public sealed class LegacyPortsTarget : IFuzzTarget
 
     public void Run(ReadOnlySpan<byte> input)
     {
-        var r = new Input(input);
+        var r = new FuzzInput(input);
         var m = new Machine(nanosecondClock: (r.U8() & 1) != 0);
         Span<byte> buf = stackalloc byte[4];
         for (int op = 0; op < MaxOps && r.More; op++)
@@ -204,28 +204,4 @@ public sealed class LegacyPortsTarget : IFuzzTarget
             Button, Io, PmEvt | Word, 0, Io, PmEvt | W | Word, 0, 0x01, 0x01, State, 3, Io, PmCnt | W | Word, 0, 0x01, 0x34]);
     }
 
-    /// <summary>Reads operands from the input; past its end everything is zero.</summary>
-    private ref struct Input(ReadOnlySpan<byte> data)
-    {
-        private ReadOnlySpan<byte> _rest = data;
-
-        public readonly bool More => !_rest.IsEmpty;
-
-        public byte U8()
-        {
-            if (_rest.IsEmpty) return 0;
-            byte b = _rest[0];
-            _rest = _rest[1..];
-            return b;
-        }
-
-        public ushort U16() => (ushort)(U8() | U8() << 8);
-
-        public ReadOnlySpan<byte> Take(int n)
-        {
-            var taken = _rest[..Math.Min(n, _rest.Length)];
-            _rest = _rest[taken.Length..];
-            return taken;
-        }
-    }
 }

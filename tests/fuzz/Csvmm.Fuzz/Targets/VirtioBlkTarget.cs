@@ -111,7 +111,7 @@ public sealed class VirtioBlkTarget : IFuzzTarget
         var rig = s_rig ??= new Rig();
         var memory = rig.Memory;
         memory.GetSpan(GuestAddress.Zero, (int)RamSize).Clear();
-        var r = new Input(input);
+        var r = new FuzzInput(input);
 
         byte config = r.U8();
         var d = new Driver
@@ -338,7 +338,7 @@ public sealed class VirtioBlkTarget : IFuzzTarget
         BinaryPrimitives.WriteUInt16LittleEndian(raw[14..], next);
     }
 
-    private static void WriteDescriptor(GuestMemory memory, ulong at, ref Input r)
+    private static void WriteDescriptor(GuestMemory memory, ulong at, ref FuzzInput r)
     {
         uint a = r.U32();
         ulong addr = (a >> 30) switch
@@ -380,7 +380,7 @@ public sealed class VirtioBlkTarget : IFuzzTarget
     }
 
     /// <summary>Lays out a whole request from a few operand bytes and publishes it; true when it asks to be processed at once.</summary>
-    private static bool Request(GuestMemory memory, ref Driver d, ref Input r)
+    private static bool Request(GuestMemory memory, ref Driver d, ref FuzzInput r)
     {
         byte type = r.U8();
         ushort sector = r.U16();
@@ -480,32 +480,6 @@ public sealed class VirtioBlkTarget : IFuzzTarget
 
     // ---- input, disk ----------------------------------------------------------------------------------------
 
-    /// <summary>Reads operands from the input; past its end everything is zero.</summary>
-    private ref struct Input(ReadOnlySpan<byte> data)
-    {
-        private ReadOnlySpan<byte> _rest = data;
-
-        public readonly bool More => !_rest.IsEmpty;
-
-        public byte U8()
-        {
-            if (_rest.IsEmpty) return 0;
-            byte b = _rest[0];
-            _rest = _rest[1..];
-            return b;
-        }
-
-        public ushort U16() => (ushort)(U8() | U8() << 8);
-        public uint U24() => U8() | (uint)U8() << 8 | (uint)U8() << 16;
-        public uint U32() => U16() | (uint)U16() << 16;
-
-        public ReadOnlySpan<byte> Take(int n)
-        {
-            var taken = _rest[..Math.Min(n, _rest.Length)];
-            _rest = _rest[taken.Length..];
-            return taken;
-        }
-    }
 }
 
 /// <summary>
