@@ -25,6 +25,7 @@ public readonly unsafe ref struct KvmRunView
     public ref KvmRunIo Io => ref MemoryMarshal.AsRef<KvmRunIo>(_page.Slice(KvmRunLayout.ExitUnion));
     public ref KvmRunMmio Mmio => ref MemoryMarshal.AsRef<KvmRunMmio>(_page.Slice(KvmRunLayout.ExitUnion));
     public ref KvmRunInternal Internal => ref MemoryMarshal.AsRef<KvmRunInternal>(_page.Slice(KvmRunLayout.ExitUnion));
+    public ref KvmRunEmulationFailure EmulationFailure => ref MemoryMarshal.AsRef<KvmRunEmulationFailure>(_page.Slice(KvmRunLayout.ExitUnion));
     public ref KvmRunFailEntry FailEntry => ref MemoryMarshal.AsRef<KvmRunFailEntry>(_page.Slice(KvmRunLayout.ExitUnion));
     public ref KvmRunSystemEvent SystemEvent => ref MemoryMarshal.AsRef<KvmRunSystemEvent>(_page.Slice(KvmRunLayout.ExitUnion));
 

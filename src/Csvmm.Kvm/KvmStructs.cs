@@ -240,6 +240,24 @@ public unsafe struct KvmRunInternal
     public fixed ulong data[16];
 }
 
+/// <summary>
+/// kvm_run.emulation_failure: the same exit as <see cref="KvmRunInternal"/> for suberror 1
+/// (KVM_INTERNAL_ERROR_EMULATION); with <see cref="FlagInstructionBytes"/> in flags, the bytes KVM
+/// fetched at RIP follow (up to 15).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct KvmRunEmulationFailure
+{
+    public const uint SuberrorEmulation = 1;
+    public const ulong FlagInstructionBytes = 1;
+    public const int MaxInstructionBytes = 15;
+
+    public uint suberror, ndata;
+    public ulong flags;
+    public byte insn_size;
+    public fixed byte insn_bytes[15];
+}
+
 [StructLayout(LayoutKind.Sequential)]
 public struct KvmRunFailEntry
 {

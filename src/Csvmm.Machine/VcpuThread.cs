@@ -2,6 +2,7 @@ using Csvmm.Emulation;
 using Csvmm.Kvm;
 using Csvmm.Machine.Emulation;
 using Csvmm.Memory;
+using System.Runtime.InteropServices;
 using Csvmm.Sys;
 
 namespace Csvmm.Machine;
@@ -119,8 +120,7 @@ public sealed class VcpuThread
     {
         ref KvmRunInternal ie = ref _vcpu.RunView.Internal;
         if (ie.suberror != 1) return false;
-        byte[]? bytes = InstructionBytes(ref ie);
-        EmulationOutcome outcome = _emulation.Handle(_vcpu, bytes ?? [], out string? noProgress);
+        EmulationOutcome outcome = _emulation.Handle(_vcpu, InstructionBytes(ref _vcpu.RunView.EmulationFailure), out string? noProgress);
         if (noProgress is not null)
         {
             _emulationFailure = noProgress;
@@ -146,7 +146,6 @@ public sealed class VcpuThread
         var run = _vcpu.RunView;
         string headline;
         ReadOnlySpan<byte> insn = default;
-        byte[]? insnBytes = null;
         switch (action)
         {
             case ExitAction.TripleFault:
@@ -157,8 +156,8 @@ public sealed class VcpuThread
                     ref KvmRunInternal ie = ref run.Internal;
                     headline = $"KVM internal error, suberror {ie.suberror} ({SuberrorName(ie.suberror)})";
                     if (_emulationFailure is { } why) headline += $"; csvmm did not emulate it: {why}";
-                    insnBytes = InstructionBytes(ref ie);
-                    if (insnBytes is not null) insn = insnBytes;
+                    ReadOnlySpan<byte> reported = InstructionBytes(ref run.EmulationFailure);
+                    if (!reported.IsEmpty) insn = reported.ToArray();
                     break;
                 }
             case ExitAction.GuestCrash:
@@ -196,15 +195,17 @@ public sealed class VcpuThread
         _ => "unknown",
     };
 
-    /// <summary>For an emulation failure with KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES: data[1] = length, data[2..] = bytes.</summary>
-    private static unsafe byte[]? InstructionBytes(ref KvmRunInternal ie)
+    /// <summary>
+    /// The instruction bytes of an emulation failure (kvm_run.emulation_failure with
+    /// KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES: insn_size, then insn_bytes[15]), as a view of the run page;
+    /// empty when KVM gave none.
+    /// </summary>
+    internal static unsafe ReadOnlySpan<byte> InstructionBytes(ref KvmRunEmulationFailure ef)
     {
-        if (ie.suberror != 1 || ie.ndata < 3) return null;
-        if ((ie.data[0] & 1) == 0) return null;
-        int len = (int)Math.Min(ie.data[1], 15UL);
-        var bytes = new byte[len];
-        fixed (ulong* d = ie.data)
-            new ReadOnlySpan<byte>((byte*)(d + 2), len).CopyTo(bytes);
-        return bytes;
+        // ndata counts the u64 words after suberror/ndata: flags, then the 16 bytes of insn_size + insn_bytes.
+        if (ef.suberror != KvmRunEmulationFailure.SuberrorEmulation || ef.ndata < 3) return default;
+        if ((ef.flags & KvmRunEmulationFailure.FlagInstructionBytes) == 0) return default;
+        int len = Math.Min((int)ef.insn_size, KvmRunEmulationFailure.MaxInstructionBytes);
+        return MemoryMarshal.CreateReadOnlySpan(ref ef.insn_bytes[0], len);
     }
 }

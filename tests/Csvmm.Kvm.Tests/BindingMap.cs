@@ -117,6 +117,7 @@ internal static class BindingMap
         ExitMember<KvmRunIo>("io", "direction", "size", "port", "count", "data_offset"),
         ExitMember<KvmRunMmio>("mmio", "phys_addr", "data", "len", "is_write"),
         ExitMember<KvmRunInternal>("internal", "suberror", "ndata", "data"),
+        ExitMember<KvmRunEmulationFailure>("emulation_failure", "suberror", "ndata", "flags", "insn_size", "insn_bytes"),
         ExitMember<KvmRunFailEntry>("fail_entry", "hardware_entry_failure_reason", "cpu"),
         ExitMember<KvmRunSystemEvent>("system_event", "type", "ndata", "data"),
     ];
@@ -137,6 +138,9 @@ internal static class BindingMap
         ["KvmIoeventfd.FlagPio"] = "KVM_IOEVENTFD_FLAG_PIO",
         ["KvmIoeventfd.FlagDeassign"] = "KVM_IOEVENTFD_FLAG_DEASSIGN",
         ["KvmIrqfd.FlagDeassign"] = "KVM_IRQFD_FLAG_DEASSIGN",
+        ["KvmRunEmulationFailure.SuberrorEmulation"] = "KVM_INTERNAL_ERROR_EMULATION",
+        ["KvmRunEmulationFailure.FlagInstructionBytes"] = "KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES",
+        ["KvmRunEmulationFailure.MaxInstructionBytes"] = "sizeof(((struct kvm_run *)0)->emulation_failure.insn_bytes)",
         ["KvmIrqRoutingEntry.TypeIrqchip"] = "KVM_IRQ_ROUTING_IRQCHIP",
         ["KvmIrqRoutingEntry.TypeMsi"] = "KVM_IRQ_ROUTING_MSI",
         ["KvmIrqRoutingEntry.IrqchipPicMaster"] = "KVM_IRQCHIP_PIC_MASTER",

@@ -46,9 +46,8 @@ public sealed class EmulatedInstructionGuestTests
             a.pop(rax);
             a.and(eax, 0x8D5);                              // CF PF AF ZF SF OF
             PrintRax(a);                                    // 0x40
-            a.mov(ebx, 1);
-            a.lzcnt(eax, ebx);                              // 31
-            PrintRax(a);
+            // No lzcnt here: kvm_pvm's own emulator executes F3 0F BD as bsr (the prefix ignored) without an exit, so the
+            // guest gets bsr's result and csvmm never sees it (its lzcnt is proven in Csvmm.Emulation.Tests).
             a.mov(ebx, 8);
             a.tzcnt(rax, rbx);                              // 3
             PrintRax(a);
@@ -56,9 +55,8 @@ public sealed class EmulatedInstructionGuestTests
             a.mov(ecx, 0xFFFF);
             a.andn(eax, ebx, ecx);                          // 0xf0f0
             PrintRax(a);
-            a.mov(__dword_ptr[rdi + 8], 0x1122_3344);
-            a.movbe(eax, __dword_ptr[rdi + 8]);             // 0x44332211
-            PrintRax(a);
+            // No movbe either: kvm_pvm's emulator raises #UD for it at CPL0 whatever the vCPU's CPUID says (also with
+            // KVM_GET_EMULATED_CPUID's movbe bit set), before csvmm could see it.
             // cmpxchg16b: memory 1:2 equals RDX:RAX 2:1 → stores RCX:RBX; then reads it back through a failing compare.
             a.mov(__qword_ptr[rdi + 16], 1);
             a.mov(__qword_ptr[rdi + 24], 2);
@@ -85,9 +83,10 @@ public sealed class EmulatedInstructionGuestTests
 
         GuestRun run = TinyGuest.Run(image.Build(), timeout: TimeSpan.FromSeconds(60));
 
-        Assert.True(run.Outcome.Kind == VmExitKind.PowerOff, run.Describe());
-        Assert.Equal(string.Join("", new ulong[] { 8, 0x40, 31, 3, 0xF0F0, 0x4433_2211, 0x4433, 1 }.Select(v => $"{v:x16}\n")), run.Serial);
+        string emulated = string.Join(", ", run.Machines.SelectMany(m => m.Vcpus).SelectMany(v => v.Emulator.Counts()).Select(c => $"{c.Name} {c.Count}"));
+        Assert.True(run.Outcome.Kind == VmExitKind.PowerOff, $"{run.Describe()}\nemulated by csvmm: {emulated}");
+        Assert.Equal(string.Join("", new ulong[] { 8, 0x40, 3, 0xF0F0, 0x4433, 1 }.Select(v => $"{v:x16}\n")), run.Serial);
         if (Directory.Exists("/sys/module/kvm_pvm"))
-            Assert.True(run.Machines.Sum(m => m.Vcpus.Sum(v => v.Emulator.Total)) >= 8, "the emulator did not run on kvm_pvm");
+            Assert.True(run.Machines.Sum(m => m.Vcpus.Sum(v => v.Emulator.Total)) >= 6, "the emulator did not run on kvm_pvm");
     }
 }
