@@ -36,21 +36,26 @@ public sealed class QmpBinaryTests : IDisposable
             s.ReceiveTimeout = 30_000;
             using var reader = new StreamReader(new NetworkStream(s), Encoding.UTF8);
             JsonElement Read() => JsonDocument.Parse(reader.ReadLine() ?? throw new Xunit.Sdk.XunitException("QMP closed")).RootElement.Clone();
+            // Events may come before or after a command's reply (QEMU sends STOP before stop's return): keep the ones
+            // read while waiting for a reply, so WaitEvent finds them.
+            var events = new List<string>();
             JsonElement Execute(string cmd)
             {
                 s.Send(Encoding.UTF8.GetBytes(cmd));
                 while (true)
                 {
                     var m = Read();
-                    if (!m.TryGetProperty("event", out _)) return m;
+                    if (!m.TryGetProperty("event", out var e)) return m;
+                    events.Add(e.GetString()!);
                 }
             }
-            JsonElement WaitEvent(string name)
+            void WaitEvent(string name)
             {
-                while (true)
+                while (!events.Remove(name))
                 {
                     var m = Read();
-                    if (m.TryGetProperty("event", out var e) && e.GetString() == name) return m;
+                    if (m.TryGetProperty("event", out var e)) events.Add(e.GetString()!);
+                    else throw new Xunit.Sdk.XunitException($"unexpected reply while waiting for {name}: {m}");
                 }
             }
 
@@ -62,15 +67,15 @@ public sealed class QmpBinaryTests : IDisposable
                 Assert.True(DateTime.UtcNow < deadline, "the VM never ran");
                 Thread.Sleep(50);
             }
-            s.Send("""{"execute":"stop"}"""u8.ToArray());
+            Assert.Equal(JsonValueKind.Object, Execute("""{"execute":"stop"}""").GetProperty("return").ValueKind);
             WaitEvent("STOP");
             Assert.Equal("paused", Execute("""{"execute":"query-status"}""").GetProperty("return").GetProperty("status").GetString());
             var cpus = Execute("""{"execute":"query-cpus-fast"}""").GetProperty("return");
             Assert.Equal(2, cpus.GetArrayLength());
             Assert.All(cpus.EnumerateArray().ToArray(), c => Assert.True(Directory.Exists($"/proc/{p.Id}/task/{c.GetProperty("thread-id").GetInt64()}")));
-            s.Send("""{"execute":"cont"}"""u8.ToArray());
+            Assert.Equal(JsonValueKind.Object, Execute("""{"execute":"cont"}""").GetProperty("return").ValueKind);
             WaitEvent("RESUME");
-            s.Send("""{"execute":"system_powerdown"}"""u8.ToArray());
+            Assert.Equal(JsonValueKind.Object, Execute("""{"execute":"system_powerdown"}""").GetProperty("return").ValueKind);
             WaitEvent("POWERDOWN");
             Assert.Equal(JsonValueKind.Object, Execute("""{"execute":"quit"}""").GetProperty("return").ValueKind);
             Assert.True(p.WaitForExit(30_000), "csvmm did not exit after quit");
