@@ -36,6 +36,11 @@ public sealed record MachineConfig
     /// <summary>Stop the VM after this long (null: run until the guest ends).</summary>
     public TimeSpan? Timeout { get; init; }
     public string KvmDevice { get; init; } = "/dev/kvm";
+    /// <summary>
+    /// Where the firmware debug port (0x402, QEMU's debugcon) writes; null: no such port (reads 0xFF, so SeaBIOS
+    /// finds no debug console and logs nothing). A host resource, not part of <see cref="Spec"/>.
+    /// </summary>
+    public Csvmm.Devices.ISerialOutput? FirmwareLog { get; init; }
     /// <summary>Test and embedding seam: registers extra devices on the VM's buses before they are frozen.</summary>
     public Action<VirtualMachine>? ExtraDevices { get; init; }
 

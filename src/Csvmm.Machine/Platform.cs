@@ -146,7 +146,10 @@ public sealed class Platform : IDisposable
         pio.Register(0x2F8, 8, new PortSink(0xFF), "COM2 (absent)");
         pio.Register(0x3E8, 8, new PortSink(0xFF), "COM3 (absent)");
         pio.Register(0x2E8, 8, new PortSink(0xFF), "COM4 (absent)");
-        pio.Register(0x402, 1, new FirmwareDebugPort(_serialOut), "firmware debug port");
+        // The firmware's debug log has its own sink: on COM1 it would interleave, byte by byte, with SeaBIOS's serial
+        // console printing the same text.
+        if (_vm.Config.FirmwareLog is { } firmwareLog) pio.Register(0x402, 1, new FirmwareDebugPort(firmwareLog), "firmware debug port");
+        else pio.Register(0x402, 1, new PortSink(0xFF), "firmware debug port (absent)");
         if (_vm.Images.Firmware is not null) CreateFwCfg();
         PciBus.Freeze();
         // Firmware assigns BARs itself; a directly booted kernel finds them assigned, as on Firecracker or Cloud Hypervisor.

@@ -120,7 +120,7 @@ public sealed class VcpuThread
     {
         ref KvmRunInternal ie = ref _vcpu.RunView.Internal;
         if (ie.suberror != 1) return false;
-        EmulationOutcome outcome = _emulation.Handle(_vcpu, InstructionBytes(ref _vcpu.RunView.EmulationFailure), out string? noProgress);
+        EmulationOutcome outcome = _emulation.Handle(_vcpu, InstructionBytes(ref _vcpu.RunView.EmulationFailure), _dispatcher.Total, out string? noProgress);
         if (noProgress is not null)
         {
             _emulationFailure = noProgress;

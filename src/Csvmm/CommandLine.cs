@@ -19,6 +19,9 @@ public sealed record CliOptions(MachineConfig Machine, SerialSpec Serial, LogEve
 
     /// <summary>--incoming file:PATH: the snapshot the machine is restored from, or null.</summary>
     public string? Incoming { get; init; }
+
+    /// <summary>--firmware-log FILE: where the firmware's debug port (0x402) output goes, or null (no debug port).</summary>
+    public string? FirmwareLog { get; init; }
 }
 
 /// <summary>
@@ -138,6 +141,7 @@ public sealed class CommandLine
     public Option<bool> NoReboot { get; } = new("--no-reboot") { Description = "Exit (code 0) when the guest resets instead of rebooting it" };
     public Option<string> LogLevel { get; } = new("--log-level") { Description = "verbose, debug, information, warning (default), error, fatal", HelpName = "LEVEL", DefaultValueFactory = _ => "warning" };
     public Option<FileInfo?> LogFile { get; } = new("--log-file") { Description = "Also write the log as JSON lines to FILE", HelpName = "FILE" };
+    public Option<FileInfo?> FirmwareLog { get; } = new("--firmware-log") { Description = "Write the firmware's debug log (SeaBIOS's port 0x402, QEMU's -debugcon) to FILE; without it the port is absent and SeaBIOS logs nothing", HelpName = "FILE" };
     public Option<string?> Qmp { get; } = new("--qmp") { Description = "QMP control socket: unix:PATH[,server=on][,wait=off] (created 0600; one client at a time)", HelpName = "unix:PATH" };
     public Option<string?> Incoming { get; } = new("--incoming") { Description = "Restore the machine from a snapshot (written by QMP migrate to file:PATH): file:PATH; the machine's kernel/firmware, memory and vCPUs come from the snapshot", HelpName = "file:PATH" };
     public Option<double?> Timeout { get; } = new("--timeout") { Description = "Stop the VM after SECONDS (exit code 7)", HelpName = "SECONDS" };
@@ -155,7 +159,7 @@ public sealed class CommandLine
     public CommandLine()
     {
         Root = new RootCommand("csvmm: a KVM virtual machine monitor that boots Linux guests from kernels, firmware and disk images");
-        foreach (var o in new Option[] { Kernel, Initrd, Append, Firmware, Disk, Memory, Cpus, Serial, NoReboot, LogLevel, LogFile, Timeout, Qmp, Incoming })
+        foreach (var o in new Option[] { Kernel, Initrd, Append, Firmware, Disk, Memory, Cpus, Serial, NoReboot, LogLevel, LogFile, FirmwareLog, Timeout, Qmp, Incoming })
             Root.Options.Add(o);
         Security.AddTo(Root);
         Root.Options.Add(SelinuxTransition);
@@ -286,7 +290,7 @@ public sealed class CommandLine
             // Not an option: lets tests point csvmm at a missing KVM device to check the error path.
             KvmDevice = Environment.GetEnvironmentVariable("CSVMM_KVM_DEVICE") is { Length: > 0 } dev ? dev : "/dev/kvm",
         };
-        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName, security) { BuiltInFirmware = builtInFirmware, QmpSocket = qmp, Incoming = incoming }, null);
+        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName, security) { BuiltInFirmware = builtInFirmware, QmpSocket = qmp, Incoming = incoming, FirmwareLog = r.GetValue(FirmwareLog)?.FullName }, null);
     }
 }
 

@@ -185,6 +185,20 @@ public static class Program
         {
             return Fail(ExitCodes.BadInput, $"--serial {options.Serial.Path}: {e.Message}");
         }
+        HostSerialOutput? firmwareLog = null;
+        if (options.FirmwareLog is { } firmwareLogPath)
+        {
+            try
+            {
+                firmwareLog = HostSerialOutput.ToFile(firmwareLogPath);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                hostOut?.Dispose();
+                return Fail(ExitCodes.BadInput, $"--firmware-log {firmwareLogPath}: {e.Message}");
+            }
+            config = config with { FirmwareLog = firmwareLog };
+        }
 
         var runner = new MachineRunner(config, log, serialOut, incoming);
         Terminal? terminal = null;
@@ -232,6 +246,7 @@ public static class Program
 
             VmOutcome outcome = runner.Run();
             hostOut?.Flush();
+            firmwareLog?.Flush();
             if (hostOut is { BytesDropped: > 0 } dropping)
                 log.Warning("{Dropped} bytes of guest console output were dropped: the host side did not keep up or went away", dropping.BytesDropped);
             terminal?.Dispose();
@@ -254,6 +269,7 @@ public static class Program
             terminal?.Dispose();
             foreach (var s in signals) s.Dispose();
             hostOut?.Dispose();
+            firmwareLog?.Dispose();
         }
     }
 

@@ -37,8 +37,10 @@ public sealed class DiskAloneBootTests(ITestOutputHelper output) : IDisposable
         var run = CsvmmRun.Start(Timeout, "--disk", $"{CopyOfBootDisk()},if=ide", "--memory", "96M", "--no-reboot",
             "--timeout", Timeout.TotalSeconds.ToString());
         output.WriteLine($"ide: exit {run.ExitCode} after {run.Elapsed.TotalSeconds:0.0} s; stderr: {run.Stderr.Trim()}");
-        run.AssertMarkersInOrder(["SeaBIOS (version", "Found QEMU fw_cfg", "QEMU fw_cfg DMA interface supported",
-            "ata0-0: CSVMM HARDDISK", "Booting from Hard Disk...", .. KernelMarkers]);
+        run.AssertFirmwareLogInOrder("SeaBIOS (version", "Found QEMU fw_cfg", "QEMU fw_cfg DMA interface supported",
+            "ata0-0: CSVMM HARDDISK", "Booting from Hard Disk...");
+        // The console the user sees: SeaBIOS's serial console (sercon, turned on through fw_cfg), then GRUB and Linux.
+        run.AssertMarkersInOrder(["SeaBIOS (version", "Booting from Hard Disk...", .. KernelMarkers]);
         Assert.Equal(0, run.ExitCode);
     }
 
@@ -52,8 +54,10 @@ public sealed class DiskAloneBootTests(ITestOutputHelper output) : IDisposable
         var run = CsvmmRun.Start(Timeout, "--disk", CopyOfBootDisk(), "--disk", $"{blank},if=ide", "--memory", "96M",
             "--no-reboot", "--timeout", Timeout.TotalSeconds.ToString());
         output.WriteLine($"virtio first: exit {run.ExitCode} after {run.Elapsed.TotalSeconds:0.0} s; stderr: {run.Stderr.Trim()}");
-        run.AssertMarkersInOrder(["found virtio-blk at 00:02.0", "Booting from Hard Disk...", .. KernelMarkers]);
+        run.AssertFirmwareLogInOrder("found virtio-blk at 00:02.0", "Booting from Hard Disk...");
+        run.AssertMarkersInOrder(["Booting from Hard Disk...", .. KernelMarkers]);
         Assert.DoesNotContain("Boot failed", run.Serial);
+        Assert.DoesNotContain("Boot failed", run.FirmwareLog);
         Assert.Equal(0, run.ExitCode);
     }
 

@@ -60,14 +60,35 @@ public static class GuestKit
         Directory.Exists("/sys/module/kvm_intel") || Directory.Exists("/sys/module/kvm_amd");
 }
 
-/// <summary>One run of the csvmm binary with its serial console on stdout.</summary>
+/// <summary>
+/// One run of the csvmm binary with its serial console on stdout and the firmware's debug log (--firmware-log) in
+/// <see cref="FirmwareLog"/>.
+/// </summary>
 public sealed record CsvmmRun(int ExitCode, string Serial, string Stderr, TimeSpan Elapsed)
 {
+    /// <summary>What the firmware wrote to its debug port (SeaBIOS's log; empty for a kernel boot).</summary>
+    public string FirmwareLog { get; init; } = "";
+
     public static CsvmmRun Start(TimeSpan timeout, params string[] args)
     {
         HostRequirements.RequireKvm("this test boots a real guest");
         var psi = new ProcessStartInfo(GuestKit.Csvmm) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        string firmwareLog = Path.Combine(Path.GetTempPath(), $"csvmm-firmware-{Guid.NewGuid():N}.log");
+        psi.ArgumentList.Add("--firmware-log");
+        psi.ArgumentList.Add(firmwareLog);
+        try
+        {
+            return Run(psi, timeout) with { FirmwareLog = File.Exists(firmwareLog) ? File.ReadAllText(firmwareLog) : "" };
+        }
+        finally
+        {
+            File.Delete(firmwareLog);
+        }
+    }
+
+    private static CsvmmRun Run(ProcessStartInfo psi, TimeSpan timeout)
+    {
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
         p.StandardInput.Close();
@@ -85,18 +106,24 @@ public sealed record CsvmmRun(int ExitCode, string Serial, string Stderr, TimeSp
     private static string Tail(Task<string> t) => t.IsCompleted ? t.Result[^Math.Min(t.Result.Length, 3000)..] : "(not available)";
 
     /// <summary>Asserts the markers appear in this order in the serial log, with a readable failure.</summary>
-    public void AssertMarkersInOrder(params string[] markers)
+    public void AssertMarkersInOrder(params string[] markers) => AssertInOrder("serial", Serial, markers);
+
+    /// <summary>Asserts the markers appear in this order in the firmware's debug log.</summary>
+    public void AssertFirmwareLogInOrder(params string[] markers) => AssertInOrder("firmware log", FirmwareLog, markers);
+
+    private void AssertInOrder(string what, string text, string[] markers)
     {
         int at = 0;
         foreach (var m in markers)
         {
-            int i = Serial.IndexOf(m, at, StringComparison.Ordinal);
+            int i = text.IndexOf(m, at, StringComparison.Ordinal);
             if (i < 0)
             {
                 var sb = new StringBuilder();
-                sb.AppendLine($"marker \"{m}\" not found after offset {at} (exit code {ExitCode}, {Elapsed.TotalSeconds:0} s)");
+                sb.AppendLine($"marker \"{m}\" not found in the {what} after offset {at} (exit code {ExitCode}, {Elapsed.TotalSeconds:0} s)");
                 sb.AppendLine("--- stderr ---").AppendLine(Stderr);
-                sb.AppendLine("--- serial (tail) ---").AppendLine(Serial[^Math.Min(Serial.Length, 4000)..]);
+                sb.AppendLine($"--- {what} (tail) ---").AppendLine(text[^Math.Min(text.Length, 4000)..]);
+                if (!ReferenceEquals(text, Serial)) sb.AppendLine("--- serial (tail) ---").AppendLine(Serial[^Math.Min(Serial.Length, 2000)..]);
                 Assert.Fail(sb.ToString());
             }
             at = i + m.Length;

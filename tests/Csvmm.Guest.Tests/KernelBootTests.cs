@@ -86,13 +86,13 @@ public class FirmwareBootTests(ITestOutputHelper output)
         var run = CsvmmRun.Start(TimeSpan.FromSeconds(60),
             "--firmware", bios, "--memory", "64M", "--cpus", "2", "--timeout", "60"); // SeaBIOS then waits 60 s to retry
         output.WriteLine($"SeaBIOS: exit {run.ExitCode} after {run.Elapsed.TotalSeconds:0.0} s");
-        // SeaBIOS's debug output goes to port 0x402, which csvmm prints with the serial console.
-        run.AssertMarkersInOrder(
+        // SeaBIOS's debug output goes to port 0x402, which csvmm writes to the --firmware-log file.
+        run.AssertFirmwareLogInOrder(
             "SeaBIOS (version",
             "Running on KVM",
             "Found QEMU fw_cfg",                      // csvmm's fw_cfg at 0x510
             "QEMU fw_cfg DMA interface supported",
-            "RamSize: 0x04000000 [cmos]",             // csvmm's CMOS memory-size bytes
+            "qemu/e820: addr 0x0000000000000000 len 0x0000000004000000 [RAM]", // csvmm's etc/e820 (SeaBIOS then skips CMOS)
             "PCI: init bdf=00:00.0 id=8086:1237",     // i440FX host bridge through 0xCF8/0xCFC
             "PCI: init bdf=00:01.0 id=8086:7000",     // PIIX3 ISA bridge
             "Found 2 cpu(s)",                          // the AP answered SeaBIOS's INIT/SIPI
@@ -113,7 +113,7 @@ public class FirmwareBootTests(ITestOutputHelper output)
             var run = CsvmmRun.Start(TimeSpan.FromSeconds(60),
                 "--firmware", bios, "--memory", "64M", "--disk", $"{ide},if=ide", "--disk", virtio, "--timeout", "60");
             output.WriteLine($"SeaBIOS with disks: exit {run.ExitCode} after {run.Elapsed.TotalSeconds:0.0} s");
-            run.AssertMarkersInOrder(
+            run.AssertFirmwareLogInOrder(
                 "PCI: init bdf=00:01.1 id=8086:7010",     // PIIX3 IDE
                 "PCI: init bdf=00:02.0 id=1af4:1042",     // virtio-blk (modern)
                 "ata0-0: CSVMM HARDDISK ATA-8 Hard-Disk (2 MiBytes)",
@@ -122,7 +122,7 @@ public class FirmwareBootTests(ITestOutputHelper output)
                 "Booting from Hard Disk...",
                 "Boot failed: not a bootable disk",       // it read sector 0 and found no 0x55AA
                 "No bootable device.");
-            Assert.DoesNotContain("is unsupported", run.Serial);
+            Assert.DoesNotContain("is unsupported", run.FirmwareLog);
         }
         finally
         {

@@ -117,20 +117,18 @@ internal sealed class KvmEmulationHost(KvmVcpu vcpu) : IEmulationHost
 /// <summary>
 /// One vCPU's fallback for KVM emulation failures: reads the registers, lets <see cref="Emulator"/> carry the
 /// instruction out, and writes back the registers or injects the exception or interrupt it raised. Notices when
-/// emulation makes no progress (the same outcome at the same RIP, over and over) so the VM stops with a report
-/// instead of spinning. Runs on the vCPU's own thread, only on the (rare) emulation-failure exit.
+/// emulation makes no progress (<see cref="ProgressWatch"/>: the same emulation over and over with nothing in between)
+/// so the VM stops with a report instead of spinning. Runs on the vCPU's own thread, only on the (rare) emulation-failure exit.
 /// </summary>
 public sealed class VcpuEmulator
 {
-    /// <summary>The same instruction at the same RIP with the same outcome this many times in a row: no progress.</summary>
+    /// <summary>The same emulation this many times in a row with nothing in between (<see cref="ProgressWatch"/>): no progress.</summary>
     public const int NoProgressLimit = 64;
 
     private readonly Emulator _emulator = new();
     private readonly CpuState _cpu = new();
     private readonly EmulatedRam _ram;
-    private ulong _lastRip = ulong.MaxValue;
-    private EmulationOutcome _lastOutcome;
-    private int _repeats;
+    private readonly ProgressWatch _progress = new();
 
     public VcpuEmulator(GuestMemory memory) => _ram = new EmulatedRam(memory);
 
@@ -140,8 +138,9 @@ public sealed class VcpuEmulator
     /// <summary>
     /// Handles one emulation failure. Returns the outcome; <see cref="EmulationStatus.Unsupported"/> (or a detected
     /// loop, reported through <paramref name="noProgress"/>) means the VM must stop with the crash report.
+    /// <paramref name="exits"/>: the vCPU's exits so far, this one included.
     /// </summary>
-    public EmulationOutcome Handle(KvmVcpu vcpu, ReadOnlySpan<byte> instruction, out string? noProgress)
+    public EmulationOutcome Handle(KvmVcpu vcpu, ReadOnlySpan<byte> instruction, long exits, out string? noProgress)
     {
         noProgress = null;
         KvmRegs regs = vcpu.GetRegs();
@@ -151,19 +150,11 @@ public sealed class VcpuEmulator
         EmulationOutcome outcome = _emulator.Step(_cpu, _ram, new KvmEmulationHost(vcpu), instruction);
         if (outcome.Status == EmulationStatus.Unsupported) return outcome;
 
-        if (rip == _lastRip && outcome == _lastOutcome)
+        int repeats = _progress.Record(regs, outcome, exits);
+        if (repeats >= NoProgressLimit)
         {
-            if (++_repeats >= NoProgressLimit)
-            {
-                noProgress = $"emulation makes no progress: {outcome.Mnemonic} at rip 0x{rip:x} gave {Describe(outcome)} {_repeats} times in a row";
-                return outcome;
-            }
-        }
-        else
-        {
-            _repeats = 1;
-            _lastRip = rip;
-            _lastOutcome = outcome;
+            noProgress = $"emulation makes no progress: {outcome.Mnemonic} at rip 0x{rip:x} gave {Describe(outcome)} {repeats} times in a row with nothing in between";
+            return outcome;
         }
 
         KvmCpuState.Store(_cpu, ref regs, ref sregs);
