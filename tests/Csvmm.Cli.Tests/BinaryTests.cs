@@ -31,7 +31,7 @@ public class BinaryTests : IDisposable
         return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
-    private static void AssertOneLineError(string stderr, string fragment)
+    internal static void AssertOneLineError(string stderr, string fragment)
     {
         Assert.Contains(fragment, stderr);
         Assert.StartsWith("csvmm: ", stderr);
@@ -207,6 +207,50 @@ public class BinaryGuestTests : IDisposable
     private static readonly byte[] SpinForever = [0xEB, 0xFE];
     // F000:FFF0: mov dx,0x604 ; mov ax,0x3400 ; out dx,ax  →  ACPI S5
     private static readonly byte[] PowerOff = [0xBA, 0x04, 0x06, 0xB8, 0x00, 0x34, 0xEF, 0xF4];
+
+    /// <summary>
+    /// Offset 0: reads port 0x402 and prints the byte on COM1, writes "fw\n" to 0x402, powers off; the reset vector
+    /// jumps there (far jmp F000:0000).
+    /// </summary>
+    private string DebugPortFirmware()
+    {
+        byte[] code =
+        [
+            0xBA, 0x02, 0x04, 0xEC,             // mov dx,0x402 ; in al,dx
+            0xBA, 0xF8, 0x03, 0xEE,             // mov dx,0x3f8 ; out dx,al
+            0xBA, 0x02, 0x04,                   // mov dx,0x402
+            0xB0, (byte)'f', 0xEE, 0xB0, (byte)'w', 0xEE, 0xB0, (byte)'\n', 0xEE,
+            .. PowerOff,
+        ];
+        string p = Firmware("debugport.bin", 0xEA, 0x00, 0x00, 0x00, 0xF0);
+        using (var f = File.OpenWrite(p)) f.Write(code);
+        return p;
+    }
+
+    [Fact]
+    public void FirmwareLogGetsTheDebugPortAndComOneDoesNot()
+    {
+        RequireKvm();
+        string fw = DebugPortFirmware(), serial = Path.Combine(_dir, "com1"), log = Path.Combine(_dir, "fw.log");
+        var (code, _, stderr) = BinaryTests.Csvmm("--firmware", fw, "--memory", "16M", "--serial", $"file:{serial}", "--firmware-log", log);
+        Assert.True(code == 0, stderr);
+        Assert.Equal("fw\n", File.ReadAllText(log));
+        Assert.Equal([0xE9], File.ReadAllBytes(serial));      // QEMU's debugcon read-back: firmware may log
+
+        File.Delete(serial);
+        (code, _, stderr) = BinaryTests.Csvmm("--firmware", fw, "--memory", "16M", "--serial", $"file:{serial}");
+        Assert.True(code == 0, stderr);
+        Assert.Equal([0xFF], File.ReadAllBytes(serial));      // no port without --firmware-log: nothing listens
+    }
+
+    [Fact]
+    public void FirmwareLogThatCannotBeCreatedIsBadInput()
+    {
+        string fw = DebugPortFirmware();
+        var (code, _, stderr) = BinaryTests.Csvmm("--firmware", fw, "--memory", "16M", "--firmware-log", Path.Combine(_dir, "no", "such", "dir", "fw.log"));
+        Assert.Equal(3, code);
+        BinaryTests.AssertOneLineError(stderr, "--firmware-log");
+    }
 
     [Fact]
     public void PowerOffExitsZero()

@@ -33,6 +33,15 @@ public class ParsingTests
         Assert.Equal("/tmp/s.log", o.Serial.Path);
         Assert.Equal(Serilog.Events.LogEventLevel.Debug, o.LogLevel);
         Assert.Equal("/tmp/l.json", o.LogFile);
+        Assert.Null(o.FirmwareLog);
+    }
+
+    [Fact]
+    public void FirmwareLogIsAFullPath()
+    {
+        var (o, err) = Parse("--disk", "/d.img", "--firmware-log", "fw.log");
+        Assert.Null(err);
+        Assert.Equal(Path.GetFullPath("fw.log"), o!.FirmwareLog);
     }
 
     [Fact]
