@@ -89,4 +89,112 @@ public sealed class EmulatedInstructionGuestTests
         if (Directory.Exists("/sys/module/kvm_pvm"))
             Assert.True(run.Machines.Sum(m => m.Vcpus.Sum(v => v.Emulator.Total)) >= 6, "the emulator did not run on kvm_pvm");
     }
+
+    private const uint Idt = GuestCode.Buffer + 0x1000, IdtPointer = GuestCode.Buffer + 0x2000;
+
+    /// <summary>Writes a present DPL-0 64-bit interrupt gate for <paramref name="vector"/> to the handler in RAX.</summary>
+    private static void Gate(Iced.Intel.Assembler a, byte vector)
+    {
+        a.mov(edi, Idt + vector * 16u);
+        a.mov(rdx, rax);
+        a.mov(__word_ptr[rdi], dx);
+        a.mov(__word_ptr[rdi + 2], GuestCode.Code64Selector);
+        a.mov(__word_ptr[rdi + 4], 0x8E00);
+        a.shr(rdx, 16);
+        a.mov(__word_ptr[rdi + 6], dx);
+        a.mov(__dword_ptr[rdi + 8], 0);
+        a.mov(__dword_ptr[rdi + 12], 0);
+    }
+
+    [Fact]
+    public void SoftwareInterruptsReachTheirHandlersAndReturnPastTheInstruction()
+    {
+        // int3 and int n at CPL0 in long mode: kvm_pvm cannot deliver them (emulation failure); csvmm injects them with
+        // RIP past the instruction. The handler counts in R12 and records each return address; iretq goes back.
+        var (image, _) = GuestCode.LongModeGuest(a =>
+        {
+            var handler = a.CreateLabel();
+            var afterInt3 = a.CreateLabel();
+            var afterInt80 = a.CreateLabel();
+            var start = a.CreateLabel();
+            a.jmp(start);
+            a.Label(ref handler);
+            a.inc(r12);
+            a.mov(rax, __qword_ptr[rsp]);                   // the pushed RIP
+            a.mov(__qword_ptr[r13], rax);
+            a.add(r13, 8);
+            a.iretq();
+            a.Label(ref start);
+            a.lea(rax, __[handler]);
+            Gate(a, 3);
+            a.lea(rax, __[handler]);
+            Gate(a, 0x80);
+            a.mov(edi, IdtPointer);
+            a.mov(__word_ptr[rdi], 0x80 * 16 + 15);
+            a.mov(__qword_ptr[rdi + 2], (int)Idt);
+            a.lidt(__[rdi]);
+            a.xor(r12d, r12d);
+            a.mov(r13d, GuestCode.Buffer + 0x3000);
+            a.int3();
+            a.Label(ref afterInt3);
+            a.@int(0x80);
+            a.Label(ref afterInt80);
+            a.mov(rax, r12);
+            PrintRax(a);                                     // 2 handler calls
+            // Each return address is the instruction after the interrupt: print the differences (0 and 0).
+            a.lea(rbx, __[afterInt3]);
+            a.mov(rax, __qword_ptr[GuestCode.Buffer + 0x3000]);
+            a.sub(rax, rbx);
+            PrintRax(a);
+            a.lea(rbx, __[afterInt80]);
+            a.mov(rax, __qword_ptr[GuestCode.Buffer + 0x3008]);
+            a.sub(rax, rbx);
+            PrintRax(a);
+            GuestCode.PowerOff(a);
+        });
+
+        GuestRun run = TinyGuest.Run(image.Build(), timeout: TimeSpan.FromSeconds(60));
+
+        string emulated = string.Join(", ", run.Machines.SelectMany(m => m.Vcpus).SelectMany(v => v.Emulator.Counts()).Select(c => $"{c.Name} {c.Count}"));
+        Assert.True(run.Outcome.Kind == VmExitKind.PowerOff, $"{run.Describe()}\nemulated by csvmm: {emulated}");
+        Assert.Equal(string.Join("", new ulong[] { 2, 0, 0 }.Select(v => $"{v:x16}\n")), run.Serial);
+        if (Directory.Exists("/sys/module/kvm_pvm"))
+            Assert.True(run.Machines.Sum(m => m.Vcpus.Sum(v => v.Emulator.Total)) >= 2, $"the emulator did not run on kvm_pvm: {emulated}");
+    }
+
+    [Fact]
+    public void RdtscpReadsTheTscAndTscAux()
+    {
+        var (image, _) = GuestCode.LongModeGuest(a =>
+        {
+            // IA32_TSC_AUX is 0 after reset (a guest cannot set it here: KVM refuses the wrmsr while the vCPU's CPUID,
+            // from this host's KVM_GET_SUPPORTED_CPUID, lacks RDTSCP).
+            a.mov(ecx, 0x5555);
+            a.rdtsc();
+            a.shl(rdx, 32);
+            a.or(rax, rdx);
+            a.mov(r12, rax);
+            a.rdtscp();
+            a.shl(rdx, 32);
+            a.or(rax, rdx);
+            a.mov(r13, rcx);
+            a.sub(rax, r12);                                  // later TSC minus the earlier one: positive, small
+            a.mov(ebx, 0);
+            a.cmp(rax, 0);
+            a.setg(bl);
+            a.mov(r14, rbx);
+            a.mov(rax, r13);
+            PrintRax(a);                                      // 0
+            a.mov(rax, r14);
+            PrintRax(a);                                      // 1
+            GuestCode.PowerOff(a);
+        });
+
+        GuestRun run = TinyGuest.Run(image.Build(), timeout: TimeSpan.FromSeconds(60));
+
+        string emulated = string.Join(", ", run.Machines.SelectMany(m => m.Vcpus).SelectMany(v => v.Emulator.Counts()).Select(c => $"{c.Name} {c.Count}"));
+        Assert.True(run.Outcome.Kind == VmExitKind.PowerOff, $"{run.Describe()}\nemulated by csvmm: {emulated}");
+        Assert.Equal(string.Join("", new ulong[] { 0, 1 }.Select(v => $"{v:x16}\n")), run.Serial);
+        if (Directory.Exists("/sys/module/kvm_pvm")) Assert.Contains("rdtscp 1", emulated);
+    }
 }
