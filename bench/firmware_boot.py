@@ -41,10 +41,16 @@ def scenario(name):
 def run(argv, markers):
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    buf = b""; seen = {}; end = "timeout (400 s)"
+    buf = b""; err = b""; seen = {}; end = "timeout (400 s)"
     while time.perf_counter() < t0 + 400:
-        r, _, _ = select.select([p.stdout], [], [], 1.0)
-        if r:
+        r, _, _ = select.select([p.stdout, p.stderr], [], [], 1.0)
+        if p.stderr in r:
+            chunk = os.read(p.stderr.fileno(), 65536)
+            err += chunk
+            # QEMU does not exit after a KVM emulation failure: it prints the registers and waits for ever.
+            if b"KVM internal error" in err:
+                end = f"stopped at {time.perf_counter() - t0:.1f} s"; break
+        if p.stdout in r:
             chunk = os.read(p.stdout.fileno(), 65536)
             if not chunk:
                 end = f"exited {p.wait()}"; break
@@ -54,7 +60,7 @@ def run(argv, markers):
             if markers[-1] in seen:
                 end = "reached"; break
     p.kill(); p.wait()
-    err = p.stderr.read().decode(errors="replace")
+    err = (err + p.stderr.read()).decode(errors="replace")
     why = next((l.strip() for l in err.splitlines() if "emulation failure" in l or "internal error" in l.lower()), "")
     return seen, end, why
 

@@ -46,6 +46,22 @@ public static class GuestPrograms
     }
 
     /// <summary>
+    /// Real mode: N × <c>popcnt eax, ebx</c>, then the exit sequence. An emulating KVM such as kvm_pvm cannot execute
+    /// popcnt: every one is an emulation-failure exit that csvmm's fallback carries out (QEMU stops at the first).
+    /// </summary>
+    public static byte[] PopcntLoop(uint iterations)
+    {
+        var image = new FirmwareImage();
+        var a = new Assembler(16);
+        a.cli();
+        a.mov(ebx, 0xF0F0);
+        EmitCountedLoop(a, iterations, () => a.popcnt(eax, ebx));
+        EmitExitSequence(a);
+        Place(image, a, RealModeCodeOffset, ProtectedCodeOffset, "popcnt loop");
+        return image.Build();
+    }
+
+    /// <summary>
     /// lgdt, CR0.PE and a far jmp into 32-bit flat protected mode, then N × <c>mov dword [0xD0000000], eax</c>,
     /// then the exit sequence.
     /// </summary>

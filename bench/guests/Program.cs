@@ -5,7 +5,7 @@ using Iced.Intel;
 namespace Csvmm.Bench.Guests;
 
 /// <summary>
-/// <c>Csvmm.Bench.Guests OUTDIR [N ...]</c>: writes pio-N.bin and mmio-N.bin for every N (default 0, 1000, 1000000).
+/// <c>Csvmm.Bench.Guests OUTDIR [N ...]</c>: writes pio-N.bin, mmio-N.bin and popcnt-N.bin for every N (default 0, 1000, 1000000).
 /// <c>--disasm IMAGE</c> prints the code of an image written by this tool.
 /// </summary>
 public static class Program
@@ -37,6 +37,7 @@ public static class Program
         {
             Save(GuestPrograms.PioLoop(n), Path.Combine(args[0], $"pio-{n}.bin"));
             Save(GuestPrograms.MmioLoop(n), Path.Combine(args[0], $"mmio-{n}.bin"));
+            Save(GuestPrograms.PopcntLoop(n), Path.Combine(args[0], $"popcnt-{n}.bin"));
         }
         return 0;
     }
