@@ -429,7 +429,7 @@ def machine_description(qemu: str, csvmm: Path, root: Path) -> list[str]:
     except OSError:
         pass
     modules = sorted(m for m in os.listdir("/sys/module") if m.startswith("kvm"))
-    kind = ("emulating, nested: see /work/shared/notes/host-kvm.md" if "kvm_pvm" in modules
+    kind = ("emulating, nested: see bench/README.md, "This host"" if "kvm_pvm" in modules
             else "hardware virtualization" if {"kvm_intel", "kvm_amd"} & set(modules) else "unknown")
     commit = first_line(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
     return [

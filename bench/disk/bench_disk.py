@@ -219,7 +219,7 @@ def render(args, workloads, caches, cells, csvmm_unavailable, disk_bytes, began,
     except (OSError, StopIteration):
         pass
     modules = sorted(m for m in os.listdir("/sys/module") if m.startswith("kvm"))
-    kind = ("emulating, nested: see /work/shared/notes/host-kvm.md" if "kvm_pvm" in modules
+    kind = ("emulating, nested: see bench/README.md, "This host"" if "kvm_pvm" in modules
             else "hardware virtualization" if {"kvm_intel", "kvm_amd"} & set(modules) else "unknown")
     out = [
         "# csvmm disk benchmark",
