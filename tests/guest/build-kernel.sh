@@ -16,7 +16,7 @@ config_fragment=$here/kernel.config
 patches=("$here"/patches/*.patch)
 [[ -f ${patches[0]} ]] || guest_die "no patches in $here/patches (the int3 self-test patch is required on this project's hosts)"
 
-# The recommended guest command line for this project's hosts (see /work/shared/notes/host-kvm.md): a serial console,
+# The recommended guest command line for this project's hosts (see bench/README.md, "This host"): a serial console,
 # one legacy UART, no legacy ptys, reboot at once on panic (the test's end marker with -no-reboot), and no CPU features
 # whose instructions the emulating KVM cannot execute at CPL0. Every clearcpuid name is checked against the built kernel.
 clear_cpuid=smap,smep,xsave,popcnt,rdrand,rdseed,cx16,pcid,invpcid,rdpid,rdtscp,avx,avx2,avx512f,bmi1,bmi2,movbe,umip,fsgsbase

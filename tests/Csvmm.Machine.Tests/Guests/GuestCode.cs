@@ -7,7 +7,7 @@ namespace Csvmm.Machine.Tests.Guests;
 
 /// <summary>
 /// Code fragments the tiny guests share, and the fixed guest layout they use. Every fragment only uses
-/// instructions this host's KVM emulates (no <c>int n</c>, no <c>iretd</c>: see shared/notes/host-kvm.md).
+/// instructions this host's KVM emulates (no <c>int n</c>, no <c>iretd</c>, except in the tests of the emulation fallback: see bench/README.md, "This host").
 /// </summary>
 public static class GuestCode
 {
