@@ -93,6 +93,7 @@ public enum KvmCap
     SetIdentityMapAddr = 37,
     VcpuEvents = 41,
     MaxVcpus = 66,
+    SyncRegs = 74,
     ReadonlyMem = 81,
     ImmediateExit = 136,
 }

@@ -25,6 +25,10 @@ public readonly unsafe ref struct KvmRunView
     public ref KvmRunIo Io => ref MemoryMarshal.AsRef<KvmRunIo>(_page.Slice(KvmRunLayout.ExitUnion));
     public ref KvmRunMmio Mmio => ref MemoryMarshal.AsRef<KvmRunMmio>(_page.Slice(KvmRunLayout.ExitUnion));
     public ref KvmRunInternal Internal => ref MemoryMarshal.AsRef<KvmRunInternal>(_page.Slice(KvmRunLayout.ExitUnion));
+    /// <summary>kvm_valid_regs: the <see cref="KvmSyncRegs"/> sets KVM copies into <see cref="SyncRegs"/> at each exit.</summary>
+    public ref ulong ValidRegs => ref MemoryMarshal.AsRef<ulong>(_page.Slice(KvmRunLayout.KvmValidRegs));
+    /// <summary>The registers KVM copied out at this exit (the sets <see cref="ValidRegs"/> named when KVM_RUN began).</summary>
+    public ref KvmSyncRegs SyncRegs => ref MemoryMarshal.AsRef<KvmSyncRegs>(_page.Slice(KvmRunLayout.SyncRegs));
     public ref KvmRunEmulationFailure EmulationFailure => ref MemoryMarshal.AsRef<KvmRunEmulationFailure>(_page.Slice(KvmRunLayout.ExitUnion));
     public ref KvmRunFailEntry FailEntry => ref MemoryMarshal.AsRef<KvmRunFailEntry>(_page.Slice(KvmRunLayout.ExitUnion));
     public ref KvmRunSystemEvent SystemEvent => ref MemoryMarshal.AsRef<KvmRunSystemEvent>(_page.Slice(KvmRunLayout.ExitUnion));

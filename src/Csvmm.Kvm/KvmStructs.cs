@@ -279,6 +279,23 @@ public static class KvmRunLayout
     public const int ExitUnion = 32;
     public const int ExitUnionSize = 256;
     public const int KvmValidRegs = 288;
+    public const int KvmDirtyRegs = 296;
+    /// <summary>Offset of the <c>s.regs</c> union (<see cref="KvmSyncRegs"/>, KVM_CAP_SYNC_REGS).</summary>
+    public const int SyncRegs = 304;
+}
+
+/// <summary>
+/// struct kvm_sync_regs (x86): the registers KVM copies into kvm_run at every exit for the sets named in
+/// kvm_valid_regs, and loads from it at the next KVM_RUN for the sets named in kvm_dirty_regs (KVM_CAP_SYNC_REGS).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmSyncRegs
+{
+    public const ulong Regs = 1, Sregs = 2, Events = 4;
+
+    public KvmRegs regs;
+    public KvmSregs sregs;
+    public KvmVcpuEvents events;
 }
 
 /// <summary>KVM_EXIT_* reasons (linux/kvm.h).</summary>

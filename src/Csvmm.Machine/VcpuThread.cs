@@ -25,8 +25,17 @@ public sealed class VcpuThread
     private readonly VcpuEmulator _emulation;
     private readonly PauseControl _pause;
 
-    public VcpuThread(KvmVcpu vcpu, ExitDispatcher dispatcher, RunControl control, GuestMemory memory, PauseControl? pause = null)
+    /// <summary>Exits after the last emulation failure for which KVM keeps copying the registers out (KVM_CAP_SYNC_REGS).</summary>
+    internal const int SyncRegsWindow = 256;
+
+    private readonly bool _syncRegs;
+    private int _syncWindow;
+
+    /// <param name="syncRegs">KVM supports KVM_CAP_SYNC_REGS for registers and segment registers: during a burst of
+    /// emulation failures KVM copies them into kvm_run at each exit, saving two ioctls per emulated instruction.</param>
+    public VcpuThread(KvmVcpu vcpu, ExitDispatcher dispatcher, RunControl control, GuestMemory memory, PauseControl? pause = null, bool syncRegs = false)
     {
+        _syncRegs = syncRegs;
         _pause = pause ?? new PauseControl();
         _vcpu = vcpu;
         _dispatcher = dispatcher;
@@ -45,6 +54,8 @@ public sealed class VcpuThread
     /// <summary>The instructions this vCPU had emulated in userspace (counts by kind).</summary>
     public Emulator Emulator => _emulation.Emulator;
     public ExitDispatcher Dispatcher => _dispatcher;
+    /// <summary>Emulations that read the registers from kvm_run (KVM_CAP_SYNC_REGS) instead of through ioctls.</summary>
+    public long EmulationsWithSyncedRegisters => _emulation.RegistersFromRunPage;
 
     public void Start()
     {
@@ -92,6 +103,7 @@ public sealed class VcpuThread
                     break;
                 }
                 ExitAction action = _dispatcher.Dispatch(_vcpu.RunView);
+                if (_syncWindow != 0 && --_syncWindow == 0) _vcpu.RunView.ValidRegs = 0; // the burst is over: exits stay lean
                 if (action == ExitAction.Continue) continue;
                 if (action == ExitAction.InternalError && TryEmulate()) continue;
                 HandleTerminal(action);
@@ -120,7 +132,16 @@ public sealed class VcpuThread
     {
         ref KvmRunInternal ie = ref _vcpu.RunView.Internal;
         if (ie.suberror != 1) return false;
-        EmulationOutcome outcome = _emulation.Handle(_vcpu, InstructionBytes(ref _vcpu.RunView.EmulationFailure), _dispatcher.Total, out string? noProgress);
+        var run = _vcpu.RunView;
+        bool inRunPage = (run.ValidRegs & (KvmSyncRegs.Regs | KvmSyncRegs.Sregs)) == (KvmSyncRegs.Regs | KvmSyncRegs.Sregs);
+        EmulationOutcome outcome = _emulation.Handle(_vcpu, InstructionBytes(ref run.EmulationFailure), _dispatcher.Total, inRunPage, out string? noProgress);
+        if (_syncRegs)
+        {
+            // Emulation failures come in bursts (a loop around an instruction KVM cannot run): have KVM copy the
+            // registers out at the next exits, until SyncRegsWindow exits pass without one.
+            run.ValidRegs = KvmSyncRegs.Regs | KvmSyncRegs.Sregs;
+            _syncWindow = SyncRegsWindow;
+        }
         if (noProgress is not null)
         {
             _emulationFailure = noProgress;

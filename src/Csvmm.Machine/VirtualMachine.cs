@@ -109,6 +109,8 @@ public sealed class VirtualMachine : IDisposable
         MmioBus.Freeze();
 
         var supported = Kvm.GetSupportedCpuid();
+        const ulong syncSets = KvmSyncRegs.Regs | KvmSyncRegs.Sregs;
+        bool syncRegs = ((ulong)Math.Max(0, Kvm.CheckExtension(KvmCap.SyncRegs)) & syncSets) == syncSets;
         for (int i = 0; i < Config.Cpus; i++)
         {
             var vcpu = Vm.CreateVcpu(i);
@@ -120,7 +122,7 @@ public sealed class VirtualMachine : IDisposable
             VcpuSetup.ConfigureLints(ref lapic);
             vcpu.SetLapic(lapic);
             if (i == 0) Platform.SetBootRegisters(vcpu, plan);
-            _vcpus.Add(new VcpuThread(vcpu, new ExitDispatcher(PortBus, MmioBus), Control, Memory, Pause));
+            _vcpus.Add(new VcpuThread(vcpu, new ExitDispatcher(PortBus, MmioBus), Control, Memory, Pause, syncRegs));
         }
         _log.Debug("VM built: {Cpus} vCPUs, {MemoryMiB} MiB, regions {Regions}",
             Config.Cpus, Config.MemoryBytes >> 20, string.Join(", ", Memory.Regions));

@@ -122,7 +122,8 @@ public sealed record CsvmmRun(int ExitCode, string Serial, string Stderr, TimeSp
                 var sb = new StringBuilder();
                 sb.AppendLine($"marker \"{m}\" not found in the {what} after offset {at} (exit code {ExitCode}, {Elapsed.TotalSeconds:0} s)");
                 sb.AppendLine("--- stderr ---").AppendLine(Stderr);
-                sb.AppendLine($"--- {what} (tail) ---").AppendLine(text[^Math.Min(text.Length, 4000)..]);
+                sb.AppendLine($"--- {what} after offset {at} ---").AppendLine(text[at..Math.Min(text.Length, at + 1500)]);
+                sb.AppendLine($"--- {what} (tail) ---").AppendLine(text[^Math.Min(text.Length, 3000)..]);
                 if (!ReferenceEquals(text, Serial)) sb.AppendLine("--- serial (tail) ---").AppendLine(Serial[^Math.Min(Serial.Length, 2000)..]);
                 Assert.Fail(sb.ToString());
             }

@@ -101,6 +101,7 @@ internal static class BindingMap
             ("reserved", "reserved"),
             ("exception_has_payload", "exception_has_payload"),
             ("exception_payload", "exception_payload")),
+        Plain<KvmSyncRegs>("struct kvm_sync_regs", "regs", "sregs", "events"),
         Plain<KvmXsave>("struct kvm_xsave", "region"),
         Plain<KvmXcrs>("struct kvm_xcrs", "nr_xcrs", "flags", "xcrs", "padding")
             with { ElementSubscripts = new Dictionary<string, string> { ["xcrs"] = "[0].xcr" } }, // struct kvm_xcr xcrs[16], as u32 words
@@ -161,6 +162,11 @@ internal static class BindingMap
         ["KvmRunLayout.ExitUnion"] = "offsetof(struct kvm_run, padding)",
         ["KvmRunLayout.ExitUnionSize"] = "sizeof(((struct kvm_run *)0)->padding)",
         ["KvmRunLayout.KvmValidRegs"] = "offsetof(struct kvm_run, kvm_valid_regs)",
+        ["KvmRunLayout.KvmDirtyRegs"] = "offsetof(struct kvm_run, kvm_dirty_regs)",
+        ["KvmRunLayout.SyncRegs"] = "offsetof(struct kvm_run, s.regs)",
+        ["KvmSyncRegs.Regs"] = "KVM_SYNC_X86_REGS",
+        ["KvmSyncRegs.Sregs"] = "KVM_SYNC_X86_SREGS",
+        ["KvmSyncRegs.Events"] = "KVM_SYNC_X86_EVENTS",
         ["VcpuKick.Signal"] = "SIGUSR2",
     };
 

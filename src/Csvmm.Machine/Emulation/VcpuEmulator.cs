@@ -132,19 +132,37 @@ public sealed class VcpuEmulator
 
     public VcpuEmulator(GuestMemory memory) => _ram = new EmulatedRam(memory);
 
+    /// <summary>Emulations whose registers KVM had already copied into kvm_run (no KVM_GET_REGS/SREGS).</summary>
+    public long RegistersFromRunPage { get; private set; }
+
     /// <summary>Counts by kind and the total, for the exit log.</summary>
     public Emulator Emulator => _emulator;
 
     /// <summary>
     /// Handles one emulation failure. Returns the outcome; <see cref="EmulationStatus.Unsupported"/> (or a detected
     /// loop, reported through <paramref name="noProgress"/>) means the VM must stop with the crash report.
-    /// <paramref name="exits"/>: the vCPU's exits so far, this one included.
+    /// <paramref name="exits"/>: the vCPU's exits so far, this one included. <paramref name="regsInRunPage"/>: KVM copied
+    /// this exit's registers and segment registers into kvm_run (KVM_CAP_SYNC_REGS), so they need no ioctls. The
+    /// results are still written with KVM_SET_REGS / KVM_SET_SREGS: a pause that comes before the next KVM_RUN reads
+    /// the vCPU through ioctls and must see them.
     /// </summary>
-    public EmulationOutcome Handle(KvmVcpu vcpu, ReadOnlySpan<byte> instruction, long exits, out string? noProgress)
+    public EmulationOutcome Handle(KvmVcpu vcpu, ReadOnlySpan<byte> instruction, long exits, bool regsInRunPage, out string? noProgress)
     {
         noProgress = null;
-        KvmRegs regs = vcpu.GetRegs();
-        KvmSregs sregs = vcpu.GetSregs();
+        KvmRegs regs;
+        KvmSregs sregs;
+        if (regsInRunPage)
+        {
+            RegistersFromRunPage++;
+            ref KvmSyncRegs synced = ref vcpu.RunView.SyncRegs;
+            regs = synced.regs;
+            sregs = synced.sregs;
+        }
+        else
+        {
+            regs = vcpu.GetRegs();
+            sregs = vcpu.GetSregs();
+        }
         KvmCpuState.Load(_cpu, regs, sregs);
         ulong rip = _cpu.Rip;
         EmulationOutcome outcome = _emulator.Step(_cpu, _ram, new KvmEmulationHost(vcpu), instruction);
