@@ -108,6 +108,40 @@ public sealed record CsvmmRun(int ExitCode, string Serial, string Stderr, TimeSp
     /// <summary>Asserts the markers appear in this order in the serial log, with a readable failure.</summary>
     public void AssertMarkersInOrder(params string[] markers) => AssertInOrder("serial", Serial, markers);
 
+    /// <summary>
+    /// Asserts the markers appear in this order in the serial log, each as a subsequence (its characters in order,
+    /// others in between, within four times its length): for a console two writers share, such as SYSLINUX writing
+    /// COM1 itself while SeaBIOS's serial console copies the same text there.
+    /// </summary>
+    public void AssertInterleavedMarkersInOrder(params string[] markers)
+    {
+        int at = 0;
+        foreach (var m in markers)
+        {
+            int end = FindSubsequence(Serial, m, at);
+            if (end < 0)
+            {
+                Assert.Fail($"marker \"{m}\" not found (even interleaved) in the serial after offset {at} (exit code {ExitCode}, {Elapsed.TotalSeconds:0} s)\n" +
+                    $"--- stderr ---\n{Stderr}\n--- serial after offset {at} ---\n{Serial[at..Math.Min(Serial.Length, at + 1500)]}");
+            }
+            at = end;
+        }
+    }
+
+    /// <summary>The end of the first match of <paramref name="marker"/> as a bounded subsequence of <paramref name="text"/> from <paramref name="from"/>, or -1.</summary>
+    internal static int FindSubsequence(string text, string marker, int from)
+    {
+        if (marker.Length == 0) return from;
+        for (int start = text.IndexOf(marker[0], from); start >= 0; start = text.IndexOf(marker[0], start + 1))
+        {
+            int limit = Math.Min(text.Length, start + 4 * marker.Length), j = 1, i = start + 1;
+            for (; i < limit && j < marker.Length; i++)
+                if (text[i] == marker[j]) j++;
+            if (j == marker.Length) return i;
+        }
+        return -1;
+    }
+
     /// <summary>Asserts the markers appear in this order in the firmware's debug log.</summary>
     public void AssertFirmwareLogInOrder(params string[] markers) => AssertInOrder("firmware log", FirmwareLog, markers);
 

@@ -43,9 +43,10 @@ part_bytes=$(( disk_mib * 1024 * 1024 - part_start_sector * sector ))
 rm -f "$part"
 truncate -s "$part_bytes" "$part"
 mkfs.fat -F 16 -n CSVMMSYSLNX -i 63737973 -h $part_start_sector "$part" >/dev/null
-# No SERIAL directive: the firmware's serial console (SeaBIOS's sercon, which csvmm and QEMU -nographic turn on)
-# already carries SYSLINUX's BIOS console to COM1; SYSLINUX writing COM1 itself as well interleaves the two copies.
-printf '%s\n' 'PROMPT 0' 'TIMEOUT 0' 'DEFAULT linux' 'SAY csvmm-syslinux: loading the kernel' \
+# SERIAL 0: SYSLINUX writes COM1 itself. The firmware's serial console (SeaBIOS's sercon) carries its BIOS console to
+# COM1 too, but lazily: a line may still sit in sercon's screen buffer when SYSLINUX leaves for the kernel. The two
+# copies interleave on COM1; the tests match markers as in-order subsequences.
+printf '%s\n' 'SERIAL 0 115200' 'PROMPT 0' 'TIMEOUT 0' 'DEFAULT linux' 'SAY csvmm-syslinux: loading the kernel' \
   'LABEL linux' '  KERNEL /bzImage' '  INITRD /initrd' "  APPEND $cmdline" >"$GUEST_WORK/syslinux.cfg"
 export MTOOLS_SKIP_CHECK=1
 mcopy -i "$part" "$kernel/bzImage" ::/bzImage
