@@ -9,6 +9,10 @@ namespace Csvmm.Machine.Tests.Guests;
 [Collection(KvmGuests.Name)]
 public sealed class EmulatedInstructionGuestTests
 {
+    /// <summary>What csvmm emulated in the run, by kind ("popcnt 2, andn 1").</summary>
+    private static string Emulated(GuestRun run) =>
+        string.Join(", ", run.Machines.SelectMany(m => m.Vcpus).SelectMany(v => v.Emulator.Counts()).Select(c => $"{c.Name} {c.Count}"));
+
     /// <summary>Prints RAX as 16 hex digits and a newline (clobbers RAX, RBX, RCX, RDX).</summary>
     private static void PrintRax(Iced.Intel.Assembler a)
     {
@@ -83,7 +87,7 @@ public sealed class EmulatedInstructionGuestTests
 
         GuestRun run = TinyGuest.Run(image.Build(), timeout: TimeSpan.FromSeconds(60));
 
-        string emulated = string.Join(", ", run.Machines.SelectMany(m => m.Vcpus).SelectMany(v => v.Emulator.Counts()).Select(c => $"{c.Name} {c.Count}"));
+        string emulated = Emulated(run);
         Assert.True(run.Outcome.Kind == VmExitKind.PowerOff, $"{run.Describe()}\nemulated by csvmm: {emulated}");
         Assert.Equal(string.Join("", new ulong[] { 8, 0x40, 3, 0xF0F0, 0x4433, 1 }.Select(v => $"{v:x16}\n")), run.Serial);
         if (Directory.Exists("/sys/module/kvm_pvm"))
@@ -160,7 +164,7 @@ public sealed class EmulatedInstructionGuestTests
 
         GuestRun run = TinyGuest.Run(image.Build(), timeout: TimeSpan.FromSeconds(60));
 
-        string emulated = string.Join(", ", run.Machines.SelectMany(m => m.Vcpus).SelectMany(v => v.Emulator.Counts()).Select(c => $"{c.Name} {c.Count}"));
+        string emulated = Emulated(run);
         Assert.True(run.Outcome.Kind == VmExitKind.PowerOff, $"{run.Describe()}\nemulated by csvmm: {emulated}");
         Assert.Equal(string.Join("", new ulong[] { 2, 0, 0 }.Select(v => $"{v:x16}\n")), run.Serial);
         if (Directory.Exists("/sys/module/kvm_pvm"))
@@ -197,7 +201,7 @@ public sealed class EmulatedInstructionGuestTests
 
         GuestRun run = TinyGuest.Run(image.Build(), timeout: TimeSpan.FromSeconds(60));
 
-        string emulated = string.Join(", ", run.Machines.SelectMany(m => m.Vcpus).SelectMany(v => v.Emulator.Counts()).Select(c => $"{c.Name} {c.Count}"));
+        string emulated = Emulated(run);
         Assert.True(run.Outcome.Kind == VmExitKind.PowerOff, $"{run.Describe()}\nemulated by csvmm: {emulated}");
         Assert.Equal(string.Join("", new ulong[] { 0, 1 }.Select(v => $"{v:x16}\n")), run.Serial);
         if (Directory.Exists("/sys/module/kvm_pvm")) Assert.Contains("rdtscp 1", emulated);
