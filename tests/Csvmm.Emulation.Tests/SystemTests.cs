@@ -152,6 +152,9 @@ public class EmulatorAllocationTests
             r.Emulator.Step(r.Cpu, r.Memory, r.Host, []);
         }, 1000);
         Assert.Equal((0L, 0L), (fromKvm, fetched));
-        Assert.Equal(2 * (1 + 1000), r.Emulator.Total); // warm-up + one attempt each (the meter stops at 0 bytes): every step ran
+        // Every step ran: per measurement a warm-up plus 1000 per attempt, and the meter makes one to three attempts (it
+        // stops at the first with 0 bytes; a runtime's one-off allocation can cost an attempt).
+        long steps = r.Emulator.Total - 2;
+        Assert.True(steps % 1000 == 0 && steps is >= 2000 and <= 6000, $"{r.Emulator.Total} steps");
     }
 }
