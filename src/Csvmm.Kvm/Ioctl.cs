@@ -36,6 +36,7 @@ public static class KvmIoctl
     // VM
     public static readonly uint CreateVcpu = Ioctl.IO(0x41);
     public static readonly uint SetUserMemoryRegion = Ioctl.IOW<KvmUserspaceMemoryRegion>(0x46);
+    public static readonly uint GetDirtyLog = Ioctl.IOW<KvmDirtyLog>(0x42);
     public static readonly uint SetTssAddr = Ioctl.IO(0x47);
     public static readonly uint SetIdentityMapAddr = Ioctl.IOW<ulong>(0x48);
     public static readonly uint CreateIrqchip = Ioctl.IO(0x60);

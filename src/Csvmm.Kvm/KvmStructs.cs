@@ -59,6 +59,15 @@ public struct KvmUserspaceMemoryRegion
     public const uint FlagLogDirtyPages = 1, FlagReadonly = 2;
 }
 
+/// <summary>struct kvm_dirty_log: KVM_GET_DIRTY_LOG's argument (the bitmap pointer shares a union with a u64).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct KvmDirtyLog
+{
+    public uint slot, padding1;
+    /// <summary>Userspace address of the bitmap: one bit per page of the slot, in 64-bit words.</summary>
+    public ulong dirty_bitmap;
+}
+
 [StructLayout(LayoutKind.Sequential)]
 public unsafe struct KvmCpuidEntry2
 {

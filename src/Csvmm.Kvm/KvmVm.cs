@@ -18,18 +18,34 @@ public sealed unsafe class KvmVm : IDisposable
 
     public int CheckExtension(KvmCap cap) => Math.Max(0, Native.Ioctl(_handle, KvmIoctl.CheckExtension, (ulong)cap));
 
-    public void SetUserMemoryRegion(uint slot, ulong guestPhysAddr, ulong size, nint hostAddress, bool readOnly)
+    /// <param name="logDirty">KVM_MEM_LOG_DIRTY_PAGES: KVM records the pages the guest writes (<see cref="GetDirtyLog"/>).
+    /// Re-registering a slot with the same address and size only changes its flags.</param>
+    public void SetUserMemoryRegion(uint slot, ulong guestPhysAddr, ulong size, nint hostAddress, bool readOnly, bool logDirty = false)
     {
         var region = new KvmUserspaceMemoryRegion
         {
             slot = slot,
-            flags = readOnly ? KvmUserspaceMemoryRegion.FlagReadonly : 0,
+            flags = (readOnly ? KvmUserspaceMemoryRegion.FlagReadonly : 0) | (logDirty ? KvmUserspaceMemoryRegion.FlagLogDirtyPages : 0),
             guest_phys_addr = guestPhysAddr,
             memory_size = size,
             userspace_addr = (ulong)hostAddress,
         };
         Native.Check(_handle, KvmIoctl.SetUserMemoryRegion, &region,
             $"KVM_SET_USER_MEMORY_REGION (slot {slot}, 0x{guestPhysAddr:x}+0x{size:x})");
+    }
+
+    /// <summary>
+    /// KVM_GET_DIRTY_LOG: the pages of <paramref name="slot"/> written since the last call (or since logging was turned
+    /// on), one bit per page; KVM clears its log and write-protects those pages again. <paramref name="bitmap"/> must hold
+    /// a bit for every page of the slot, rounded up to 64.
+    /// </summary>
+    public void GetDirtyLog(uint slot, Span<ulong> bitmap)
+    {
+        fixed (ulong* p = bitmap)
+        {
+            var log = new KvmDirtyLog { slot = slot, dirty_bitmap = (ulong)p };
+            Native.Check(_handle, KvmIoctl.GetDirtyLog, &log, $"KVM_GET_DIRTY_LOG (slot {slot})");
+        }
     }
 
     public void SetTssAddr(ulong address)

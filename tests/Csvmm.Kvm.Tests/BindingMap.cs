@@ -62,6 +62,7 @@ internal static class BindingMap
             with { ElementSubscripts = new Dictionary<string, string> { ["fpr"] = "[0][0]", ["xmm"] = "[0][0]" } }, // __u8 fpr[8][16], xmm[16][16]
         Plain<KvmUserspaceMemoryRegion>("struct kvm_userspace_memory_region",
             "slot", "flags", "guest_phys_addr", "memory_size", "userspace_addr"),
+        Plain<KvmDirtyLog>("struct kvm_dirty_log", "slot", "padding1", "dirty_bitmap"),
         Plain<KvmCpuidEntry2>("struct kvm_cpuid_entry2",
             "function", "index", "flags", "eax", "ebx", "ecx", "edx", "padding"),
         Plain<KvmCpuid2>("struct kvm_cpuid2", "nent", "padding"),
