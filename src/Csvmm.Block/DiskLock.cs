@@ -11,6 +11,9 @@ public enum DiskLockMode
     Shared,
     /// <summary>F_WRLCK on the whole file: every other user of the image is refused.</summary>
     Exclusive,
+    /// <summary>Not held for now: not yet taken (a migration's destination, until the source hands the disk over) or
+    /// released (a migration's source, after its last write); <see cref="RawDisk.AcquireLock"/> takes it.</summary>
+    Handed,
 }
 
 /// <summary>
@@ -51,6 +54,13 @@ internal static unsafe class DiskLock
             if (holderWrites is not null || attempt == 2)
                 throw new DiskException(DiskValidation.LockConflict(name, holderWrites), err);
         }
+    }
+
+    /// <summary>Releases the lock on <paramref name="fd"/> (F_UNLCK on the whole file); 0 or an errno.</summary>
+    public static int Release(int fd)
+    {
+        Flock request = WholeFile(FUnlck);
+        return DiskSyscalls.Fcntl(fd, FOfdSetlk, &request);
     }
 
     /// <summary>True when the conflicting lock is a write lock, false for a read lock, null when none conflicts now.</summary>

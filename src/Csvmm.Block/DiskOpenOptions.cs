@@ -27,4 +27,8 @@ internal sealed record DiskOpenOptions(string Path, bool ReadOnly = false, DiskC
     /// Null: the path as given, plus "-> resolved path" when a symlink led elsewhere.
     /// </summary>
     public string? DisplayName { get; init; }
+
+    /// <summary>Open without taking the image lock (<see cref="DiskLockMode.Handed"/>): a migration's destination,
+    /// which takes it once the source has released it.</summary>
+    public bool DeferLock { get; init; }
 }

@@ -45,10 +45,12 @@ public static class DiskOpener
     /// checked), and validates it; throws <see cref="DiskException"/> when it cannot be used. The only public way to
     /// open a disk: the machine gets no disk the gate did not decide on.
     /// </summary>
-    public static RawDisk Open(AdmittedDisk disk, bool readOnly, DiskCacheMode cache, Action<string>? warn = null)
+    /// <param name="deferLock">Open without the image lock (a migration's destination: the source still holds it);
+    /// <see cref="RawDisk.AcquireLock"/> takes it later.</param>
+    public static RawDisk Open(AdmittedDisk disk, bool readOnly, DiskCacheMode cache, Action<string>? warn = null, bool deferLock = false)
     {
         ArgumentNullException.ThrowIfNull(disk);
-        return Open(new DiskOpenOptions(disk.ReopenPath, readOnly, cache) { Warn = warn, DisplayName = disk.GivenPath }, NativeDiskHost.Instance);
+        return Open(new DiskOpenOptions(disk.ReopenPath, readOnly, cache) { Warn = warn, DisplayName = disk.GivenPath, DeferLock = deferLock }, NativeDiskHost.Instance);
     }
 
     /// <summary>Opens a path with no gate decision: the block layer's own tests only (and the gate's, through <see cref="AdmittedDisk"/>).</summary>
@@ -93,7 +95,7 @@ public static class DiskOpener
             ulong size = kind == DiskFileKind.BlockDevice ? BlockDeviceSize(fd, name) : st.Size;
             Refuse(name, DiskValidation.CheckSize(size));
 
-            DiskLockMode lockMode = DiskLock.Acquire(fd, exclusive: !readOnly, name, options.Warn);
+            DiskLockMode lockMode = options.DeferLock ? DiskLockMode.Handed : DiskLock.Acquire(fd, exclusive: !readOnly, name, options.Warn);
 
             DirectIoAlignment direct = options.Cache == DiskCacheMode.None
                 ? EnableDirectIo(host, handle, kind, st, size, name, options.Warn)

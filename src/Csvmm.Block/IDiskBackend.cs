@@ -156,6 +156,7 @@ public readonly unsafe struct IoVector
         GuestRegion? region = memory.FindRegion(address, (ulong)length);
         if (region is null || (deviceWrites && region.ReadOnly)) return false;
         // In bounds: FindRegion checked [address, address + length) against the region, wrap-around included.
+        if (deviceWrites) memory.MarkWritten(address, (ulong)length); // a migration must send this page again
         vector = new IoVector((byte*)region.HostAddress + (address.Value - region.Start.Value), length);
         return true;
     }

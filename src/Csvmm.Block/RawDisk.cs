@@ -70,8 +70,44 @@ public sealed unsafe class RawDisk : IAsyncDiskBackend
     /// <summary>The O_DIRECT alignment in force, or <see cref="DirectIoAlignment.Buffered"/>.</summary>
     public DirectIoAlignment Alignment { get; }
 
-    /// <summary>The OFD lock this disk holds on its image until disposed.</summary>
-    public DiskLockMode LockMode { get; }
+    /// <summary>The OFD lock this disk holds on its image (until disposed, or handed over in a migration).</summary>
+    public DiskLockMode LockMode { get; private set; }
+
+    /// <summary>
+    /// Lets go of the image lock (a migration's source, after the guest's last write reached the file and before the
+    /// destination takes it over); <see cref="AcquireLock"/> takes it back if the migration fails.
+    /// </summary>
+    /// <exception cref="DiskException">The lock cannot be released.</exception>
+    public void ReleaseLock()
+    {
+        if (LockMode is not (DiskLockMode.Shared or DiskLockMode.Exclusive)) return;
+        if (!_handle.TryAcquire(out int fd)) throw new DiskException($"{Path}: the disk is closed");
+        try
+        {
+            int err = DiskLock.Release(fd);
+            if (err != 0) throw new DiskException($"{Path}: cannot release the image lock: {DiskValidation.DescribeOpenError(err, _readOnly)}", err);
+            LockMode = DiskLockMode.Handed;
+        }
+        finally
+        {
+            _handle.Release();
+        }
+    }
+
+    /// <summary>Takes the image lock a deferred open or <see cref="ReleaseLock"/> left untaken (a conflict is a DiskException).</summary>
+    public void AcquireLock(Action<string>? warn = null)
+    {
+        if (LockMode != DiskLockMode.Handed) return;
+        if (!_handle.TryAcquire(out int fd)) throw new DiskException($"{Path}: the disk is closed");
+        try
+        {
+            LockMode = DiskLock.Acquire(fd, exclusive: !_readOnly, Path, warn);
+        }
+        finally
+        {
+            _handle.Release();
+        }
+    }
 
     public DiskIoResult Read(ulong offset, Span<byte> destination)
     {

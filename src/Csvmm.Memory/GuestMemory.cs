@@ -14,6 +14,38 @@ public sealed unsafe class GuestMemory : IDisposable
 {
     private GuestRegion[] _regions = [];
     private bool _disposed;
+    private volatile DirtyPageLog? _dirty;
+
+    /// <summary>
+    /// Starts recording the pages the VMM hands out for writing (<see cref="DirtyPageLog"/>): every span this memory
+    /// gives (read or write: a span does not say, so reads count too) and every <see cref="MarkWritten"/>. Returns the log.
+    /// </summary>
+    public DirtyPageLog StartDirtyTracking()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var log = new DirtyPageLog(_regions);
+        _dirty = log;
+        return log;
+    }
+
+    /// <summary>Stops recording (<see cref="StartDirtyTracking"/>).</summary>
+    public void StopDirtyTracking() => _dirty = null;
+
+    /// <summary>The log being recorded, or null.</summary>
+    public DirtyPageLog? DirtyTracking => _dirty;
+
+    /// <summary>Records that the VMM (a device's DMA through a raw pointer) writes [address, +length), when tracking.</summary>
+    public void MarkWritten(GuestAddress address, ulong length)
+    {
+        if (_dirty is not { } log) return;
+        var regions = _regions;
+        for (int i = 0; i < regions.Length; i++)
+            if (regions[i].Contains(address, length))
+            {
+                log.Mark(i, address.Value - regions[i].Start.Value, length);
+                return;
+            }
+    }
 
     /// <summary>Guest RAM and ROM regions, sorted by address.</summary>
     public IReadOnlyList<GuestRegion> Regions => _regions;
@@ -88,6 +120,7 @@ public sealed unsafe class GuestMemory : IDisposable
         if ((address.Value & 15) != 0) return false;
         GuestRegion? region = FindRegion(address, 16);
         if (region is null || region.ReadOnly) return false;
+        MarkWritten(address, 16);
         var target = (UInt128*)((byte*)region.HostAddress + (address.Value - region.Start.Value));
         UInt128 seen = expected;
         HostAtomics.CompareExchange128(target, ref seen, desired);
@@ -107,6 +140,7 @@ public sealed unsafe class GuestMemory : IDisposable
                 var r = regions[i];
                 if (r.Contains(address, (ulong)length))
                 {
+                    if (_dirty is { } log) log.Mark(i, address.Value - r.Start.Value, (ulong)length);
                     span = new Span<byte>((byte*)r.HostAddress + (address.Value - r.Start.Value), length);
                     return true;
                 }

@@ -138,3 +138,44 @@ public sealed class DiskLockTests : IDisposable
         return p;
     }
 }
+
+/// <summary>Handing an image's lock from a migration's source to its destination (two opens in one process stand for the two csvmm).</summary>
+public sealed class DiskLockHandoverTests : IDisposable
+{
+    private readonly Scratch _scratch = new();
+    private readonly string _image;
+
+    public DiskLockHandoverTests() => _image = _scratch.Image("moving.img", 8192);
+
+    public void Dispose() => _scratch.Dispose();
+
+    [Fact]
+    public void The_destination_opens_unlocked_and_takes_the_lock_only_once_the_source_lets_go()
+    {
+        using RawDisk source = DiskOpener.Open(_image);
+        using RawDisk destination = DiskOpener.Open(new DiskOpenOptions(_image) { DeferLock = true });
+        Assert.Equal(DiskLockMode.Handed, destination.LockMode);
+        Assert.Throws<DiskException>(() => destination.AcquireLock()); // the source still holds it
+        Assert.Equal(DiskLockMode.Handed, destination.LockMode);
+
+        source.ReleaseLock();
+        Assert.Equal(DiskLockMode.Handed, source.LockMode);
+        destination.AcquireLock();
+        Assert.Equal(DiskLockMode.Exclusive, destination.LockMode);
+        // The source cannot take it back (a `cont` after a completed migration), and a third open is refused.
+        Assert.Throws<DiskException>(() => source.AcquireLock());
+        Assert.Throws<DiskException>(() => DiskOpener.Open(_image));
+    }
+
+    [Fact]
+    public void A_failed_migration_gives_the_lock_back_to_the_source()
+    {
+        using RawDisk source = DiskOpener.Open(_image, readOnly: true);
+        source.ReleaseLock();
+        source.AcquireLock();
+        Assert.Equal(DiskLockMode.Shared, source.LockMode);
+        Assert.Throws<DiskException>(() => DiskOpener.Open(_image)); // a writer is refused again
+        source.AcquireLock(); // holding it already: nothing to do
+        Assert.Equal(DiskLockMode.Shared, source.LockMode);
+    }
+}
