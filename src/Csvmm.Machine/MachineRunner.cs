@@ -20,11 +20,11 @@ public sealed class MachineRunner
     private bool _paused;
     private volatile string _status = "prelaunch";
 
-    private Snapshot.SnapshotReader? _incoming;
+    private Migration.IIncomingMachine? _incoming;
 
-    /// <param name="incoming">A snapshot the first boot is restored from (the machine is built from its spec, then loaded
-    /// with it before any vCPU runs); later resets boot normally.</param>
-    public MachineRunner(MachineConfig config, ILogger log, ISerialOutput serialOut, Snapshot.SnapshotReader? incoming = null)
+    /// <param name="incoming">A snapshot or migration stream the first boot is restored from (the machine is built from
+    /// its spec, then loaded with it before any vCPU runs); later resets boot normally.</param>
+    public MachineRunner(MachineConfig config, ILogger log, ISerialOutput serialOut, Migration.IIncomingMachine? incoming = null)
     {
         _incoming = incoming;
         _config = config;
@@ -49,8 +49,8 @@ public sealed class MachineRunner
             {
                 _incoming = null;
                 var started = DateTime.UtcNow;
-                Snapshot.MachineSnapshot.Load(vm, snapshot);
-                _log.Information("restored from snapshot {Path} in {Ms:0.0} ms", snapshot.Path, (DateTime.UtcNow - started).TotalMilliseconds);
+                snapshot.Load(vm);
+                _log.Information("restored from {Path} in {Ms:0.0} ms", snapshot.Source, (DateTime.UtcNow - started).TotalMilliseconds);
             }
             Boots++;
             lock (_lock)
@@ -63,6 +63,7 @@ public sealed class MachineRunner
             }
             TimeSpan? left = deadline is { } d ? (d - DateTime.UtcNow) is var l && l > TimeSpan.Zero ? l : TimeSpan.Zero : null;
             var outcome = vm.Run(left);
+            EndMigration(); // before the machine is torn down: the migration thread reads its memory
             if (outcome.Kind == VmExitKind.Timeout && _config.Timeout is { } total)
                 outcome = outcome with { Reason = $"timeout after {total.TotalSeconds:0.#} s" };
             lock (_lock) _current = null;
@@ -125,11 +126,97 @@ public sealed class MachineRunner
         }
     }
 
+    private Migration.MigrationSender? _sender;
+    private Thread? _migrationThread;
+    private CancellationTokenSource? _migrationCancel;
+    private Stream? _migrationStream;
+
+    /// <summary>The live migration started last (its progress and outcome), or null.</summary>
+    public Migration.MigrationProgress? LiveMigration => _sender?.Progress;
+
+    /// <summary>
+    /// Starts a live migration of the current VM to <paramref name="uri"/> on its own thread (QMP <c>migrate</c> returns
+    /// at once, as QEMU's does). <paramref name="onStatus"/> hears each status change (active, device, completed,
+    /// failed, cancelled) on that thread. Returns null once started, else why it could not start.
+    /// </summary>
+    public string? StartMigration(Migration.MigrationUri uri, TimeSpan pauseTimeout, Action<Migration.MigrationProgress>? onStatus)
+    {
+        if (_current is null) return "there is no running machine to migrate";
+        if (_migrationThread is { IsAlive: true }) return "a migration is already in progress";
+        System.Net.Sockets.Socket socket;
+        try { socket = uri.Connect(TimeSpan.FromSeconds(10)); }
+        catch (Snapshot.SnapshotException e) { return e.Message; }
+        lock (_lock)
+        {
+            var vm = _current;
+            string? refusal = vm is null ? "there is no running machine to migrate"
+                : _migrationThread is { IsAlive: true } ? "a migration is already in progress"
+                : _status is not ("running" or "paused") ? $"the VM cannot be migrated from state '{_status}'" : null;
+            if (refusal is not null)
+            {
+                socket.Dispose();
+                return refusal;
+            }
+            var stream = new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+            var cancel = new CancellationTokenSource();
+            bool running = _status == "running";
+            var sender = new Migration.MigrationSender(vm!, stream, _log, () => Pause(pauseTimeout), Resume, running, cancel.Token);
+            if (onStatus is not null) sender.Progress.Changed += onStatus;
+            _sender = sender;
+            _migrationCancel = cancel;
+            _migrationStream = stream;
+            _migrationThread = new Thread(() =>
+            {
+                try
+                {
+                    sender.Run();
+                    _status = "postmigrate";
+                }
+                catch (Snapshot.SnapshotException e)
+                {
+                    _log.Warning("migration to {Uri} {Status}: {Error}", uri.Text, sender.Progress.Status, e.Message);
+                }
+                finally
+                {
+                    stream.Dispose();
+                    sender.Progress.Finish();
+                }
+            }) { Name = "migration", IsBackground = true };
+            _migrationThread.Start();
+            return null;
+        }
+    }
+
+    /// <summary>Cancels a live migration in its pre-copy (QMP <c>migrate_cancel</c>); the VM goes on running here.</summary>
+    public void CancelMigration() => _migrationCancel?.Cancel();
+
+    /// <summary>Aborts a migration still in progress (the VM is ending) and waits for its thread.</summary>
+    private void EndMigration()
+    {
+        var thread = _migrationThread;
+        if (thread is null) return;
+        _migrationCancel?.Cancel();
+        if (!thread.Join(TimeSpan.FromMilliseconds(200)))
+        {
+            _migrationStream?.Dispose(); // unblocks a write to a destination that stopped reading
+            thread.Join();
+        }
+        _migrationThread = null;
+    }
+
     /// <summary>Lets the vCPUs run again.</summary>
+    /// <exception cref="Snapshot.SnapshotException">The VM was migrated away and its disks now belong to the destination.</exception>
     public void Resume()
     {
         lock (_lock)
         {
+            if (_status == "postmigrate" && _current is { } vm)
+                foreach (var d in vm.Config.AttachedDisks)
+                    if (d.Backend is Csvmm.Block.RawDisk raw)
+                    {
+                        try { raw.AcquireLock(); }
+                        catch (Csvmm.Block.DiskException e) { throw new Snapshot.SnapshotException($"the VM was migrated and {d.Name} is in use elsewhere: {e.Message}"); }
+                    }
             _paused = false;
             _current?.ResumeVcpus();
             if (_current is not null) _status = "running";

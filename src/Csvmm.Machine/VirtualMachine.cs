@@ -128,12 +128,61 @@ public sealed class VirtualMachine : IDisposable
             Config.Cpus, Config.MemoryBytes >> 20, string.Join(", ", Memory.Regions));
     }
 
-    private void RegisterMemorySlots()
+    private bool _roSupported;
+
+    /// <summary>KVM memory slot i is <see cref="GuestMemory.Regions"/>[i].</summary>
+    private void RegisterMemorySlots(bool logDirty = false)
     {
-        bool roSupported = Vm.CheckExtension(KvmCap.ReadonlyMem) > 0;
+        _roSupported = Vm.CheckExtension(KvmCap.ReadonlyMem) > 0;
         uint slot = 0;
         foreach (var r in Memory.Regions)
-            Vm.SetUserMemoryRegion(slot++, r.Start.Value, r.Size, r.HostAddress, r.ReadOnly && roSupported);
+            Vm.SetUserMemoryRegion(slot++, r.Start.Value, r.Size, r.HostAddress, r.ReadOnly && _roSupported, logDirty && !r.ReadOnly);
+    }
+
+    /// <summary>
+    /// Starts recording which guest pages change (a live migration): KVM's dirty log on every RAM slot for the guest's
+    /// writes, and <see cref="GuestMemory.StartDirtyTracking"/> for the VMM's own. Call with the vCPUs stopped and the
+    /// devices quiesced, so that no write begun before can land unrecorded.
+    /// </summary>
+    public DirtyPageLog StartDirtyLogging()
+    {
+        var log = Memory.StartDirtyTracking();
+        RegisterMemorySlots(logDirty: true);
+        return log;
+    }
+
+    /// <summary>Stops what <see cref="StartDirtyLogging"/> started.</summary>
+    public void StopDirtyLogging()
+    {
+        RegisterMemorySlots(logDirty: false);
+        Memory.StopDirtyTracking();
+    }
+
+    /// <summary>
+    /// ORs into <paramref name="bitmap"/> the pages of region <paramref name="region"/> (an index into
+    /// <see cref="GuestMemory.Regions"/>) the guest wrote since the last call (KVM_GET_DIRTY_LOG, which clears KVM's log).
+    /// </summary>
+    public void CollectGuestDirtyPages(int region, Span<ulong> bitmap, Span<ulong> scratch)
+    {
+        scratch.Clear();
+        Vm.GetDirtyLog((uint)region, scratch);
+        for (int i = 0; i < bitmap.Length; i++) bitmap[i] |= scratch[i];
+    }
+
+    /// <summary>
+    /// Whether KVM's dirty log sees every guest write right now (the vCPUs stopped). On kvm_pvm (the emulating KVM,
+    /// see bench/README.md "This host") writes made while a vCPU runs outside 64-bit paging mode — real mode, SeaBIOS,
+    /// a boot loader — are emulated and not logged; a migration then sends all of RAM while the VM is stopped.
+    /// </summary>
+    public bool GuestDirtyLogIsComplete()
+    {
+        if (!HostKvmQuirks.DirtyLogMissesEmulatedModes) return true;
+        foreach (var v in _vcpus)
+        {
+            var s = v.Vcpu.GetSregs();
+            if ((s.efer & Boot.BootControlRegisters.EferLma) == 0 || (s.cr0 & Boot.BootControlRegisters.Cr0Paging) == 0) return false;
+        }
+        return true;
     }
 
     private void SetBootMsrs(KvmVcpu vcpu)

@@ -34,27 +34,40 @@ public static class MachineSnapshot
     {
         using var w = new SnapshotWriter(path);
         w.Add(SectionKind.Spec, 0, vm.Config.Spec.Encode());
-        w.Add(SectionKind.Devices, 0, vm.Platform.DeviceStates.SaveAll());
-        foreach (var v in vm.Vcpus)
-            w.Add(SectionKind.Vcpu, (uint)v.Vcpu.Id, VcpuState.Capture(v.Vcpu, Msr.Saved).Encode());
-        var chips = new KvmIrqchip[Chips.Length];
-        for (int i = 0; i < Chips.Length; i++) chips[i] = vm.Vm.GetIrqchip(Chips[i]);
-        w.Add(SectionKind.Irqchip, 0, MemoryMarshal.AsBytes(chips.AsSpan()));
-        var pit = vm.Vm.GetPit2();
-        w.Add(SectionKind.Pit, 0, MemoryMarshal.AsBytes(MemoryMarshal.CreateReadOnlySpan(ref pit, 1)));
-        var clock = vm.Vm.GetClock();
-        w.Add(SectionKind.Clock, 0, MemoryMarshal.AsBytes(MemoryMarshal.CreateReadOnlySpan(ref clock, 1)));
+        foreach (var (kind, index, payload) in CaptureState(vm)) w.Add(kind, index, payload);
         long ram = 0;
-        uint index = 0;
+        uint i = 0;
         foreach (var r in vm.Memory.Regions)
         {
             if (r.ReadOnly) continue; // ROM comes from the firmware file again
-            w.AddRam(index++, r.HostAddress, (long)r.Size);
+            w.AddRam(i++, r.HostAddress, (long)r.Size);
             ram += (long)r.Size;
         }
         w.Finish();
         return ram;
     }
+
+    /// <summary>
+    /// Everything but the spec and RAM, as sections (a snapshot file's, a migration stream's): the device models, every
+    /// vCPU, the PICs and IOAPIC, the PIT, kvmclock. The vCPUs must be stopped and the devices quiesced.
+    /// </summary>
+    internal static List<(SectionKind Kind, uint Index, byte[] Payload)> CaptureState(VirtualMachine vm)
+    {
+        var list = new List<(SectionKind, uint, byte[])> { (SectionKind.Devices, 0, vm.Platform.DeviceStates.SaveAll()) };
+        foreach (var v in vm.Vcpus)
+            list.Add((SectionKind.Vcpu, (uint)v.Vcpu.Id, VcpuState.Capture(v.Vcpu, Msr.Saved).Encode()));
+        var chips = new KvmIrqchip[Chips.Length];
+        for (int i = 0; i < Chips.Length; i++) chips[i] = vm.Vm.GetIrqchip(Chips[i]);
+        list.Add((SectionKind.Irqchip, 0, MemoryMarshal.AsBytes(chips.AsSpan()).ToArray()));
+        var pit = vm.Vm.GetPit2();
+        list.Add((SectionKind.Pit, 0, MemoryMarshal.AsBytes(MemoryMarshal.CreateReadOnlySpan(ref pit, 1)).ToArray()));
+        var clock = vm.Vm.GetClock();
+        list.Add((SectionKind.Clock, 0, MemoryMarshal.AsBytes(MemoryMarshal.CreateReadOnlySpan(ref clock, 1)).ToArray()));
+        return list;
+    }
+
+    /// <summary>The writable RAM regions, in the order RAM sections number them.</summary>
+    internal static List<Memory.GuestRegion> RamRegions(VirtualMachine vm) => vm.Memory.Regions.Where(r => !r.ReadOnly).ToList();
 
     /// <summary>The machine spec a snapshot was taken of.</summary>
     public static MachineSpec ReadSpec(SnapshotReader reader)
@@ -80,34 +93,50 @@ public static class MachineSnapshot
         ArgumentNullException.ThrowIfNull(vm);
         ArgumentNullException.ThrowIfNull(reader);
         var spec = ReadSpec(reader);
+        var sections = new Dictionary<(SectionKind, uint), byte[]>();
+        foreach (var s in reader.Sections)
+            if (s.Kind is not (SectionKind.Ram or SectionKind.Spec)) sections[(s.Kind, s.Index)] = reader.Read(s);
+        var ramRegions = RamRegions(vm);
+        var ramSections = reader.Sections.Where(s => s.Kind == SectionKind.Ram).ToList();
+        LoadState(vm, spec, sections, () =>
+        {
+            if (ramSections.Count != ramRegions.Count)
+                throw new SnapshotException($"the snapshot has {ramSections.Count} RAM regions, this machine {ramRegions.Count}");
+            for (int i = 0; i < ramRegions.Count; i++)
+            {
+                var section = reader.Find(SectionKind.Ram, (uint)i) ?? throw new SnapshotException($"no RAM region {i}");
+                reader.ReadRamInto(section, ramRegions[i].HostAddress, (long)ramRegions[i].Size);
+            }
+        });
+    }
+
+    /// <summary>
+    /// Loads a machine's state (<see cref="CaptureState"/>'s sections, by kind and index) into <paramref name="vm"/>, built
+    /// from <paramref name="spec"/> and not yet run: everything is decoded and checked first, then <paramref name="loadRam"/>
+    /// runs (it may refuse too), then the state is applied. A failure after the checks leaves a machine that must not run.
+    /// </summary>
+    internal static void LoadState(VirtualMachine vm, MachineSpec spec, IReadOnlyDictionary<(SectionKind Kind, uint Index), byte[]> sections, Action loadRam)
+    {
         if (spec.Cpus != vm.Config.Cpus || spec.MemoryBytes != vm.Config.MemoryBytes)
             throw new SnapshotException($"the snapshot is of a {spec.Cpus}-vCPU, {spec.MemoryBytes >> 20} MiB machine, not this one");
 
         var states = new VcpuState[vm.Vcpus.Count];
         for (int i = 0; i < states.Length; i++)
         {
-            var section = reader.Find(SectionKind.Vcpu, (uint)vm.Vcpus[i].Vcpu.Id) ?? throw new SnapshotException($"no state for vCPU {i}");
-            states[i] = VcpuState.Decode(reader.Read(section), i);
+            var payload = sections.GetValueOrDefault((SectionKind.Vcpu, (uint)vm.Vcpus[i].Vcpu.Id)) ?? throw new SnapshotException($"no state for vCPU {i}");
+            states[i] = VcpuState.Decode(payload, i);
         }
-        if (reader.Sections.Count(s => s.Kind == SectionKind.Vcpu) != states.Length)
+        if (sections.Keys.Count(k => k.Kind == SectionKind.Vcpu) != states.Length)
             throw new SnapshotException("the snapshot has state for vCPUs this machine does not have");
-        byte[] chips = Exact(reader, SectionKind.Irqchip, Chips.Length * Marshal.SizeOf<KvmIrqchip>());
-        byte[] pit = Exact(reader, SectionKind.Pit, Marshal.SizeOf<KvmPitState2>());
-        byte[] clock = Exact(reader, SectionKind.Clock, Marshal.SizeOf<KvmClockData>());
-        byte[] devices = reader.Find(SectionKind.Devices) is { } d ? reader.Read(d) : throw new SnapshotException("no device states");
-        var ramRegions = vm.Memory.Regions.Where(r => !r.ReadOnly).ToList();
-        var ramSections = reader.Sections.Where(s => s.Kind == SectionKind.Ram).ToList();
-        if (ramSections.Count != ramRegions.Count)
-            throw new SnapshotException($"the snapshot has {ramSections.Count} RAM regions, this machine {ramRegions.Count}");
+        byte[] chips = Exact(sections, SectionKind.Irqchip, Chips.Length * Marshal.SizeOf<KvmIrqchip>());
+        byte[] pit = Exact(sections, SectionKind.Pit, Marshal.SizeOf<KvmPitState2>());
+        byte[] clock = Exact(sections, SectionKind.Clock, Marshal.SizeOf<KvmClockData>());
+        byte[] devices = sections.GetValueOrDefault((SectionKind.Devices, 0u)) ?? throw new SnapshotException("no device states");
         var chipStates = MemoryMarshal.Cast<byte, KvmIrqchip>(chips).ToArray();
         for (int i = 0; i < Chips.Length; i++)
             if (chipStates[i].chip_id != Chips[i]) throw new SnapshotException($"interrupt controller state {i} is for chip {chipStates[i].chip_id}");
 
-        for (int i = 0; i < ramRegions.Count; i++)
-        {
-            var section = reader.Find(SectionKind.Ram, (uint)i) ?? throw new SnapshotException($"no RAM region {i}");
-            reader.ReadRamInto(section, ramRegions[i].HostAddress, (long)ramRegions[i].Size);
-        }
+        loadRam();
         vm.Platform.QuiesceDevices(); // a virtio device activated by its loaded state waits for the rest of the machine
         try
         {
@@ -125,10 +154,10 @@ public static class MachineSnapshot
         vm.Platform.ResumeDevices();
     }
 
-    private static byte[] Exact(SnapshotReader reader, SectionKind kind, int size)
+    private static byte[] Exact(IReadOnlyDictionary<(SectionKind Kind, uint Index), byte[]> sections, SectionKind kind, int size)
     {
-        var section = reader.Find(kind) ?? throw new SnapshotException($"no {kind} section");
-        if (section.Length != size) throw new SnapshotException($"the {kind} section has {section.Length} bytes, not {size}");
-        return reader.Read(section);
+        var payload = sections.GetValueOrDefault((kind, 0u)) ?? throw new SnapshotException($"no {kind} section");
+        if (payload.Length != size) throw new SnapshotException($"the {kind} section has {payload.Length} bytes, not {size}");
+        return payload;
     }
 }

@@ -13,59 +13,18 @@ namespace Csvmm.Machine.Tests.Guests;
 /// machine is saved, stopped, and a new machine restored from the file must print the next value and go on.
 /// </summary>
 [Collection(KvmGuests.Name)]
-public sealed partial class SnapshotGuestTests : IDisposable
+public sealed class SnapshotGuestTests : IDisposable
 {
-    private const uint Counter = 0x7000;
     private readonly string _dir = Directory.CreateTempSubdirectory("csvmm-snapguest-").FullName;
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private static byte[] CountingGuest()
-    {
-        var image = new FirmwareImage(fill: 0);
-        image.Add16(GuestCode.Entry16, "count", a =>
-        {
-            a.xor(ax, ax);
-            a.mov(ds, ax);
-            a.mov(__dword_ptr[Counter], 0);
-            var loop = a.CreateLabel();
-            a.Label(ref loop);
-            a.mov(ecx, __dword_ptr[Counter]);
-            a.inc(ecx);
-            a.mov(__dword_ptr[Counter], ecx);
-            for (int i = 0; i < 8; i++)
-            {
-                var digit = a.CreateLabel();
-                a.rol(ecx, 4);
-                a.mov(bl, cl);
-                a.and(bl, 0xF);
-                a.add(bl, (byte)'0');
-                a.cmp(bl, (byte)'9');
-                a.jbe(digit);
-                a.add(bl, 7);
-                a.Label(ref digit);
-                GuestCode.PutBl(a);
-            }
-            GuestCode.PutChar(a, '\n');
-            a.mov(esi, 20000);
-            var delay = a.CreateLabel();
-            a.Label(ref delay);
-            a.dec(esi);
-            a.jnz(delay);
-            a.jmp(loop);
-        });
-        return image.Build();
-    }
-
-    private static List<uint> Numbers(string serial) =>
-        Line().Matches(serial).Select(m => Convert.ToUInt32(m.Groups[1].Value, 16)).ToList();
 
     [Fact]
     public async Task A_restored_machine_goes_on_counting_from_where_it_was_saved()
     {
         TinyGuest.RequireKvm();
         string firmware = Path.Combine(_dir, "count.fd"), snapshot = Path.Combine(_dir, "vm.snap");
-        File.WriteAllBytes(firmware, CountingGuest());
+        File.WriteAllBytes(firmware, CountingGuests.RealModeCounter());
         var config = new MachineConfig { Firmware = firmware, MemoryBytes = 16UL << 20, Cpus = 1, NoReboot = true, Timeout = TimeSpan.FromSeconds(120) };
         ILogger log = new LoggerConfiguration().CreateLogger();
 
@@ -73,8 +32,8 @@ public sealed partial class SnapshotGuestTests : IDisposable
         var runner1 = new MachineRunner(config, log, serial1);
         var run1 = Task.Run(runner1.Run);
         var deadline = Stopwatch.StartNew();
-        while (Numbers(serial1.Text).Count < 5 && deadline.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);
-        Assert.True(Numbers(serial1.Text).Count >= 5, $"the guest did not count: \"{serial1.Text}\"");
+        while (CountingGuests.Numbers(serial1.Text).Count < 5 && deadline.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);
+        Assert.True(CountingGuests.Numbers(serial1.Text).Count >= 5, $"the guest did not count: \"{serial1.Text}\"");
         var (ram, downtime) = runner1.SaveSnapshot(snapshot, TimeSpan.FromSeconds(10));
         Assert.Equal(16L << 20, ram);
         Assert.Equal("postmigrate", runner1.Status);
@@ -83,19 +42,19 @@ public sealed partial class SnapshotGuestTests : IDisposable
         Assert.Equal(savedSerial, serial1.Text);           // stopped: nothing more is printed
         runner1.RequestStop(new VmOutcome(VmExitKind.UserQuit, "test"));
         await run1.WaitAsync(TimeSpan.FromSeconds(30));
-        uint last = Numbers(savedSerial)[^1];
+        uint last = CountingGuests.Numbers(savedSerial)[^1];
 
         using var reader = SnapshotReader.Open(snapshot);
         var spec = MachineSnapshot.ReadSpec(reader);
         Assert.Equal(config.Spec, spec);
         var serial2 = new CollectingSerial();
-        var runner2 = new MachineRunner(MachineConfig.For(spec), log, serial2, reader);
+        var runner2 = new MachineRunner(MachineConfig.For(spec), log, serial2, new Csvmm.Machine.Migration.SnapshotIncoming(reader));
         var run2 = Task.Run(runner2.Run);
         deadline.Restart();
-        while (Numbers(serial2.Text).Count < 3 && deadline.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);
+        while (CountingGuests.Numbers(serial2.Text).Count < 3 && deadline.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);
         runner2.RequestStop(new VmOutcome(VmExitKind.UserQuit, "test"));
         await run2.WaitAsync(TimeSpan.FromSeconds(30));
-        var after = Numbers(serial2.Text);
+        var after = CountingGuests.Numbers(serial2.Text);
         Assert.True(after.Count >= 3, $"the restored guest did not count: \"{serial2.Text}\"");
         // The line being printed when the machine stopped may be finished first; then the count goes on from there.
         Assert.InRange(after[0], last, last + 1);
@@ -103,6 +62,4 @@ public sealed partial class SnapshotGuestTests : IDisposable
         Assert.True(downtime < TimeSpan.FromSeconds(10), $"downtime {downtime}");
     }
 
-    [GeneratedRegex(@"(?m)^([0-9A-F]{8})$")]
-    private static partial Regex Line();
 }
