@@ -39,12 +39,29 @@ public interface IQmpMachine
     /// <summary>The last migration's outcome for <c>query-migrate</c>, or null when none was started.</summary>
     QmpMigration? Migration { get; }
 
+    /// <summary>Cancels a live migration still in pre-copy (QMP <c>migrate_cancel</c>); nothing when there is none.</summary>
+    void CancelMigration() { }
+
     /// <summary>csvmm's counters for <c>query-stats</c>: name → value, in a stable order.</summary>
     IReadOnlyList<KeyValuePair<string, long>> Stats();
 }
 
-/// <summary>A migration as <c>query-migrate</c> reports it: QEMU's status name ("completed", "failed"), times, RAM.</summary>
-public sealed record QmpMigration(string Status, long TotalTimeMs, long DowntimeMs, long RamBytes, string? Error = null);
+/// <summary>A migration as <c>query-migrate</c> reports it: QEMU's status name ("setup", "active", "device",
+/// "completed", "failed", "cancelled"), times, RAM.</summary>
+public sealed record QmpMigration(string Status, long TotalTimeMs, long DowntimeMs, long RamBytes, string? Error = null)
+{
+    /// <summary>RAM bytes sent (null: all of <see cref="RamBytes"/>, a snapshot file).</summary>
+    public long? TransferredBytes { get; init; }
+    /// <summary>Pages skipped because they were all zero (QEMU's "duplicate").</summary>
+    public long ZeroPages { get; init; }
+    /// <summary>Pages sent (QEMU's "normal").</summary>
+    public long NormalPages { get; init; }
+    /// <summary>Dirty-log rounds (QEMU's "dirty-sync-count").</summary>
+    public long DirtySyncCount { get; init; }
+    /// <summary>Pages the last round found dirty (QEMU's "remaining", in pages).</summary>
+    public long RemainingPages { get; init; }
+    public long SetupTimeMs { get; init; }
+}
 
 /// <summary>One vCPU as <c>query-cpus-fast</c> reports it.</summary>
 public sealed record QmpCpu(int Index, long ThreadId);

@@ -16,8 +16,8 @@ public sealed class QmpException(string errorClass, string description) : Except
 /// </summary>
 public interface IQmpAuthorizer
 {
-    /// <summary>May the connected client run <paramref name="command"/>?</summary>
-    string? Check(QmpPeer peer, string command);
+    /// <summary>May the connected client run <paramref name="command"/> (on <paramref name="target"/>: <c>migrate</c>'s URI, else null)?</summary>
+    string? Check(QmpPeer peer, string command, string? target);
 }
 
 /// <summary>Who is on the other end of the socket: SO_PEERCRED's pid, uid, gid, and its security context when the
@@ -145,7 +145,7 @@ public sealed class QmpSession
                     throw new QmpException("CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'");
                 if (!Commands.Contains(name))
                     throw new QmpException("CommandNotFound", $"The command {name} has not been found");
-                if (_authorizer?.Check(_peer, name) is { } denial)
+                if (_authorizer?.Check(_peer, name, Target(name, args)) is { } denial)
                     throw new QmpException("GenericError", denial);
                 Run(name, args, id);
             }
@@ -155,6 +155,10 @@ public sealed class QmpSession
             }
         }
     }
+
+    /// <summary>What a command acts on, where MAC tells operations apart by it: <c>migrate</c>'s URI.</summary>
+    private static string? Target(string name, JsonElement? args) =>
+        name == "migrate" && args is { } a && a.TryGetProperty("uri", out var uri) && uri.ValueKind == JsonValueKind.String ? uri.GetString() : null;
 
     private static string ValidateEnvelope(JsonElement root)
     {
@@ -316,7 +320,8 @@ public sealed class QmpSession
                 if (_machine.Migrate(uri.GetString()!) is { } error)
                     throw new QmpException("GenericError", error);
                 Return(id, EmptyObject);
-                Event("MIGRATION", w => w.WriteString("status", "completed"));
+                // A snapshot file is written inside the command; a live migration runs on, and the machine sends its events.
+                if (_machine.Migration is { Status: "completed", TransferredBytes: null }) Event("MIGRATION", w => w.WriteString("status", "completed"));
                 return;
             }
             case "query-migrate":
@@ -330,11 +335,20 @@ public sealed class QmpSession
                     {
                         w.WriteString("status", m.Status);
                         w.WriteNumber("total-time", m.TotalTimeMs);
-                        w.WriteNumber("downtime", m.DowntimeMs);
+                        if (m.Status == "completed") w.WriteNumber("downtime", m.DowntimeMs);
+                        if (m.TransferredBytes is not null) w.WriteNumber("setup-time", m.SetupTimeMs);
                         w.WriteStartObject("ram");
                         w.WriteNumber("total", m.RamBytes);
-                        w.WriteNumber("transferred", m.RamBytes);
-                        w.WriteNumber("remaining", 0);
+                        w.WriteNumber("transferred", m.TransferredBytes ?? m.RamBytes);
+                        w.WriteNumber("remaining", m.RemainingPages * 4096);
+                        if (m.TransferredBytes is not null)
+                        {
+                            w.WriteNumber("duplicate", m.ZeroPages);
+                            w.WriteNumber("normal", m.NormalPages);
+                            w.WriteNumber("normal-bytes", m.NormalPages * 4096);
+                            w.WriteNumber("dirty-sync-count", m.DirtySyncCount);
+                            w.WriteNumber("page-size", 4096);
+                        }
                         w.WriteEndObject();
                         if (m.Error is { } e) w.WriteString("error-desc", e);
                     }
@@ -344,7 +358,8 @@ public sealed class QmpSession
             }
             case "migrate_cancel":
                 AllowArguments(args);
-                Return(id, EmptyObject); // migrations complete inside the command: there is never one to cancel
+                _machine.CancelMigration();
+                Return(id, EmptyObject);
                 return;
             case "query-stats":
                 AllowArguments(args);

@@ -59,10 +59,10 @@ public sealed class MachineRunner
                 if (_pendingStop is not null) vm.RequestStop(_pendingStop);
                 if (_paused) vm.Pause.Pause(() => { }, TimeSpan.Zero); // a pause that came while this VM was being built
                 else vm.ResumeVcpus();
-                _status = _paused ? "paused" : "running";
             }
             TimeSpan? left = deadline is { } d ? (d - DateTime.UtcNow) is var l && l > TimeSpan.Zero ? l : TimeSpan.Zero : null;
-            var outcome = vm.Run(left);
+            // The run state says running (or paused) once the vCPU threads exist: query-cpus-fast then has their ids.
+            var outcome = vm.Run(left, () => { lock (_lock) _status = _paused ? "paused" : "running"; });
             EndMigration(); // before the machine is torn down: the migration thread reads its memory
             if (outcome.Kind == VmExitKind.Timeout && _config.Timeout is { } total)
                 outcome = outcome with { Reason = $"timeout after {total.TotalSeconds:0.#} s" };

@@ -204,9 +204,11 @@ public sealed class VirtualMachine : IDisposable
     }
 
     /// <summary>Starts every vCPU and waits until the VM is done (or <paramref name="timeout"/>); stops all vCPUs before returning.</summary>
-    public VmOutcome Run(TimeSpan? timeout = null)
+    /// <param name="started">Runs once every vCPU thread has started (their thread ids are known).</param>
+    public VmOutcome Run(TimeSpan? timeout = null, Action? started = null)
     {
         foreach (var v in _vcpus) v.Start();
+        started?.Invoke();
         if (!Control.Wait(timeout))
             Control.Finish(new VmOutcome(VmExitKind.Timeout, $"timeout after {timeout!.Value.TotalSeconds:0.#} s"));
         StopVcpus();

@@ -20,6 +20,9 @@ public sealed record CliOptions(MachineConfig Machine, SerialSpec Serial, LogEve
     /// <summary>--incoming file:PATH: the snapshot the machine is restored from, or null.</summary>
     public string? Incoming { get; init; }
 
+    /// <summary>--incoming unix:PATH or tcp:HOST:PORT: where csvmm waits for a live migration's source, or null.</summary>
+    public Csvmm.Machine.Migration.MigrationUri? IncomingStream { get; init; }
+
     /// <summary>--firmware-log FILE: where the firmware's debug port (0x402) output goes, or null (no debug port).</summary>
     public string? FirmwareLog { get; init; }
 }
@@ -143,7 +146,7 @@ public sealed class CommandLine
     public Option<FileInfo?> LogFile { get; } = new("--log-file") { Description = "Also write the log as JSON lines to FILE", HelpName = "FILE" };
     public Option<FileInfo?> FirmwareLog { get; } = new("--firmware-log") { Description = "Write the firmware's debug log (SeaBIOS's port 0x402, QEMU's -debugcon) to FILE; without it the port is absent and SeaBIOS logs nothing", HelpName = "FILE" };
     public Option<string?> Qmp { get; } = new("--qmp") { Description = "QMP control socket: unix:PATH[,server=on][,wait=off] (created 0600; one client at a time)", HelpName = "unix:PATH" };
-    public Option<string?> Incoming { get; } = new("--incoming") { Description = "Restore the machine from a snapshot (written by QMP migrate to file:PATH): file:PATH; the machine's kernel/firmware, memory and vCPUs come from the snapshot", HelpName = "file:PATH" };
+    public Option<string?> Incoming { get; } = new("--incoming") { Description = "Restore the machine from a snapshot (written by QMP migrate to file:PATH), or wait at unix:PATH / tcp:HOST:PORT for a live migration from another csvmm (QMP migrate there); the machine's kernel/firmware, disks, memory and vCPUs come from the source", HelpName = "file:PATH|unix:PATH|tcp:HOST:PORT" };
     public Option<double?> Timeout { get; } = new("--timeout") { Description = "Stop the VM after SECONDS (exit code 7)", HelpName = "SECONDS" };
 
     public SecurityOptionSet Security { get; } = new();
@@ -224,18 +227,24 @@ public sealed class CommandLine
         if (disks.Count - ideCount > MaxVirtioDisks)
             return (null, $"--disk: {disks.Count - ideCount} virtio disks given; at most {MaxVirtioDisks} fit on the PCI bus");
         string? incoming = null;
+        Csvmm.Machine.Migration.MigrationUri? incomingStream = null;
         if (r.GetValue(Incoming) is { } incomingText)
         {
             if (!incomingText.StartsWith("file:", StringComparison.Ordinal) || incomingText.Length == 5)
-                return (null, $"--incoming {incomingText}: expected file:PATH");
+            {
+                if (incomingText.StartsWith("file:", StringComparison.Ordinal)
+                    || Csvmm.Machine.Migration.MigrationUri.TryParse(incomingText, out string? problem) is not { } uri)
+                    return (null, $"--incoming {incomingText}: expected file:PATH, unix:PATH or tcp:HOST:PORT");
+                incomingStream = uri;
+            }
             if (kernel is not null || firmware is not null || disks.Count > 0)
                 return (null, "--incoming restores the machine a snapshot describes: --kernel, --firmware and --disk cannot be given with it");
             if (r.GetResult(Memory) is { Implicit: false } || r.GetResult(Cpus) is { Implicit: false })
                 return (null, "--incoming restores the machine a snapshot describes: --memory and --cpus cannot be given with it");
-            incoming = Path.GetFullPath(incomingText[5..]);
+            if (incomingStream is null) incoming = Path.GetFullPath(incomingText[5..]);
         }
-        bool builtInFirmware = kernel is null && firmware is null && incoming is null;
-        if (incoming is null && kernel is null && firmware is null && disks.Count == 0)
+        bool builtInFirmware = kernel is null && firmware is null && incoming is null && incomingStream is null;
+        if (incoming is null && incomingStream is null && kernel is null && firmware is null && disks.Count == 0)
             return (null, "nothing to boot: give --disk IMAGE (booted by the built-in firmware), --kernel FILE or --firmware FILE (see --help)");
 
         string serialText = r.GetValue(Serial) ?? "stdio";
@@ -290,7 +299,7 @@ public sealed class CommandLine
             // Not an option: lets tests point csvmm at a missing KVM device to check the error path.
             KvmDevice = Environment.GetEnvironmentVariable("CSVMM_KVM_DEVICE") is { Length: > 0 } dev ? dev : "/dev/kvm",
         };
-        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName, security) { BuiltInFirmware = builtInFirmware, QmpSocket = qmp, Incoming = incoming, FirmwareLog = r.GetValue(FirmwareLog)?.FullName }, null);
+        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName, security) { BuiltInFirmware = builtInFirmware, QmpSocket = qmp, Incoming = incoming, IncomingStream = incomingStream, FirmwareLog = r.GetValue(FirmwareLog)?.FullName }, null);
     }
 }
 

@@ -61,26 +61,55 @@ public static class Program
         using var log = CreateLogger(options);
         var config = options.Machine;
 
-        // --incoming: the machine is the one the snapshot describes; the file is checked whole before anything else.
-        Csvmm.Machine.Snapshot.SnapshotReader? incoming = null;
-        if (options.Incoming is { } snapshotPath)
+        // --incoming: the machine is the one the snapshot or the migration's source describes; a snapshot file is checked
+        // whole before anything else, a stream's header and spec are (the rest is checked as it arrives).
+        Csvmm.Machine.Migration.IIncomingMachine? incoming = null;
+        Csvmm.Machine.Migration.MigrationReceiver? receiver = null;
+        string? snapshotFile = null;
+        string? sourceContext = null;
+        try
         {
-            try
+            if (options.Incoming is { } snapshotPath)
             {
-                incoming = Csvmm.Machine.Snapshot.SnapshotReader.Open(snapshotPath);
-                var spec = Csvmm.Machine.Snapshot.MachineSnapshot.ReadSpec(incoming);
+                var reader = Csvmm.Machine.Snapshot.SnapshotReader.Open(snapshotPath);
+                try { incoming = new Csvmm.Machine.Migration.SnapshotIncoming(reader); }
+                catch { reader.Dispose(); throw; }
+                snapshotFile = reader.Path;
+            }
+            else if (options.IncomingStream is { } uri)
+            {
+                var listener = uri.Listen();
+                log.Information("waiting for a migration's source on {Uri}", uri.Text);
+                var socket = uri.Accept(listener, timeout: null);
+                var (pid, uid) = PeerCredentials(socket);
+                log.Information("migration source connected (pid {Pid}, uid {Uid})", pid, uid);
+                if (uri.UnixPath is not null && SelinuxHost.Detect().State == HostSelinux.Enabled)
+                {
+                    try { sourceContext = SelinuxHost.PeerContext((int)socket.Handle); }
+                    catch (SecurityPolicyException e) { log.Warning("the migration source's security context: {Error}", e.Message); }
+                }
+                incoming = receiver = Csvmm.Machine.Migration.MigrationReceiver.Start(new System.Net.Sockets.NetworkStream(socket, ownsSocket: true), uri.Text);
+            }
+            if (incoming is not null)
+            {
+                var spec = incoming.Spec;
                 config = MachineConfig.For(spec) with
                 {
                     NoReboot = config.NoReboot || spec.NoReboot, Timeout = config.Timeout ?? spec.Timeout, KvmDevice = config.KvmDevice,
                 };
             }
-            catch (Csvmm.Machine.Snapshot.SnapshotException e)
-            {
-                incoming?.Dispose();
-                return Fail(ExitCodes.BadInput, e.Message);
-            }
         }
-        using var incomingSnapshot = incoming;
+        catch (Csvmm.Machine.Snapshot.SnapshotException e)
+        {
+            incoming?.Dispose();
+            return Fail(ExitCodes.BadInput, e.Message);
+        }
+        using var incomingMachine = incoming;
+        int Refused(int code, string message)
+        {
+            receiver?.Refuse(message);
+            return Fail(code, message);
+        }
 
         // Input files are checked up front so a missing or unreadable one is one clear line, before KVM is touched.
         if (options.BuiltInFirmware && !File.Exists(config.Firmware))
@@ -99,12 +128,12 @@ public static class Program
             // A snapshot being restored is a VM image: it passes the same three questions as a disk (read it, which VM
             // type it leads to, may it enter that type), after the disks, and the VM's context comes from it.
             var images = config.Disks.Select(d => d.Path).ToList();
-            if (incoming is not null) images.Add(incoming.Path);
+            if (snapshotFile is not null) images.Add(snapshotFile);
             gate = securityGate.Admit(images);
         }
         catch (Csvmm.Block.DiskException e)
         {
-            return Fail(ExitCodes.BadInput, e.Message);
+            return Refused(ExitCodes.BadInput, e.Message);
         }
 
         // Admitted disks are opened (and locked, as QEMU does) through the checked descriptors, before anything else
@@ -113,7 +142,7 @@ public static class Program
         using (gate)
         {
             if (gate.Refusal is { } refusal)
-                return Fail(ExitCodes.Denied, refusal);
+                return Refused(ExitCodes.Denied, refusal);
             // --selinux-transition: re-exec in the VM's SELinux domain now, before any disk is opened for I/O or guest RAM exists.
             if (securityGate.Transition(gate) is { } transition)
                 return Fail(ExitCodes.ForTransition(transition.Kind), transition.Message);
@@ -122,24 +151,30 @@ public static class Program
                 for (int i = 0; i < config.Disks.Count; i++)
                 {
                     var d = config.Disks[i];
+                    // A migration's destination opens the disks unlocked: the source holds them until its last write.
                     disks.Add(Csvmm.Block.DiskOpener.Open(gate.Disks[i], d.ReadOnly,
                         d.Cache == DiskCache.None ? Csvmm.Block.DiskCacheMode.None : Csvmm.Block.DiskCacheMode.Writeback,
-                        m => log.Warning("{Warning}", m)));
+                        m => log.Warning("{Warning}", m), deferLock: receiver is not null));
                 }
             }
             catch (Csvmm.Block.DiskException e)
             {
                 foreach (var d in disks) d.Dispose();
-                return Fail(ExitCodes.BadInput, e.Message);
+                return Refused(ExitCodes.BadInput, e.Message);
             }
         }
         // The VM's management operations (QMP commands) are decided by the same engine and mode, on the VM's context.
         (ManagementGate Gate, bool KernelPolicy, string? ProcessContext)? management =
             gate.Management is { } mg ? (mg, gate.Plan.KernelPolicy, gate.ProcessContext) : null;
-        // Restoring is a management operation of its own: may this process restore the VM the snapshot holds?
-        if (incoming is not null && management is { } mgmt && mgmt.ProcessContext is { } self)
+        // Restoring and receiving a migration are management operations of their own: may this process restore the VM the
+        // snapshot holds; may the source (the socket peer's context on an SELinux host, else csvmm's own) send it here.
+        if (incoming is not null && management is { } mgmt && (receiver is null ? mgmt.ProcessContext : sourceContext ?? (mgmt.KernelPolicy ? null : mgmt.ProcessContext)) is var subject)
         {
-            var d = mgmt.Gate.Check(self, VmOperation.Restore, $"incoming:{incoming.Path}");
+            var operation = receiver is null ? VmOperation.Restore : VmOperation.MigrateIn;
+            string permission = ManagementGate.PermissionFor(operation);
+            ManagementDecision d = subject is null
+                ? new ManagementDecision(false, mgmt.Gate.Mode != EnforcementMode.Enforcing, null, "the source's security context is unknown")
+                : mgmt.Gate.Check(subject, operation, $"incoming:{incoming.Source}");
             if (d.AvcLine is not null)
             {
                 if (d.PolicyAllows) log.Debug("{Avc}", d.AvcLine);
@@ -149,7 +184,7 @@ public static class Program
             if (!d.Allowed)
             {
                 foreach (var dk in disks) dk.Dispose();
-                return Fail(ExitCodes.Denied, $"SELinux denied {{ restore }} of {incoming.Path}: {d.DenialReason}");
+                return Refused(ExitCodes.Denied, $"SELinux denied {{ {permission} }} of {incoming.Source}: {d.DenialReason}");
             }
         }
         var attached = new List<AttachedDisk>(disks.Count);
@@ -168,7 +203,7 @@ public static class Program
     }
 
     private static int RunMachine(CliOptions options, Serilog.Core.Logger log, MachineConfig config, (ManagementGate Gate, bool KernelPolicy, string? ProcessContext)? management,
-        Csvmm.Machine.Snapshot.SnapshotReader? incoming)
+        Csvmm.Machine.Migration.IIncomingMachine? incoming)
     {
         ISerialOutput serialOut;
         HostSerialOutput? hostOut = null;
@@ -271,6 +306,17 @@ public static class Program
             hostOut?.Dispose();
             firmwareLog?.Dispose();
         }
+    }
+
+    /// <summary>SO_PEERCRED of a connected unix socket (pid, uid), or (0, 0) for another kind of socket.</summary>
+    private static unsafe (int Pid, int Uid) PeerCredentials(System.Net.Sockets.Socket socket)
+    {
+        if (socket.AddressFamily != System.Net.Sockets.AddressFamily.Unix) return (0, 0);
+        Span<int> cred = stackalloc int[3];
+        int length = 12;
+        fixed (int* p = cred)
+            if (Tmds.Linux.LibC.getsockopt((int)socket.Handle, 1 /* SOL_SOCKET */, 17 /* SO_PEERCRED */, p, (Tmds.Linux.socklen_t*)&length) != 0) return (0, 0);
+        return (cred[0], cred[1]);
     }
 
     private static int Report(VmOutcome outcome, Serilog.ILogger log)

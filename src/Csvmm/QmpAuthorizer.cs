@@ -13,16 +13,17 @@ namespace Csvmm.Cli;
 internal sealed class QmpAuthorizer(ManagementGate gate, string? fallbackContext, Serilog.ILogger log) : IQmpAuthorizer
 {
     /// <summary>The operation a QMP command is, for MAC.</summary>
-    public static VmOperation OperationFor(string command) => command switch
+    public static VmOperation OperationFor(string command, string? target = null) => command switch
     {
         "stop" or "cont" or "system_reset" or "system_powerdown" or "quit" or "migrate_cancel" => VmOperation.Control,
-        "migrate" => VmOperation.Save, // csvmm migrates to file: only, i.e. saves; migrate_out comes with live migration
+        // To a file: a save (a snapshot on this host); anywhere else: the running VM leaves for another csvmm.
+        "migrate" => target is not null && target.StartsWith("file:", StringComparison.Ordinal) ? VmOperation.Save : VmOperation.MigrateOut,
         _ => VmOperation.Query,
     };
 
-    public string? Check(QmpPeer peer, string command)
+    public string? Check(QmpPeer peer, string command, string? target)
     {
-        var operation = OperationFor(command);
+        var operation = OperationFor(command, target);
         string permission = ManagementGate.PermissionFor(operation);
         string? client = peer.Context ?? fallbackContext;
         if (client is null)

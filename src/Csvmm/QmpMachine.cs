@@ -24,8 +24,15 @@ internal sealed class QmpMachine(MachineRunner runner, MachineConfig config) : I
 
     public void Resume()
     {
-        bool wasPaused = runner.Status == "paused";
-        runner.Resume();
+        bool wasPaused = runner.Status is "paused" or "postmigrate";
+        try
+        {
+            runner.Resume();
+        }
+        catch (Csvmm.Machine.Snapshot.SnapshotException e)
+        {
+            throw new QmpException("GenericError", e.Message);
+        }
         if (wasPaused) Server?.Event("RESUME");
     }
 
@@ -60,15 +67,47 @@ internal sealed class QmpMachine(MachineRunner runner, MachineConfig config) : I
 
     public IReadOnlyList<KeyValuePair<string, long>> Stats() => runner.Stats();
 
-    public QmpMigration? Migration { get; private set; }
+    private QmpMigration? _fileMigration;
+    private bool _live;
 
-    /// <summary><c>migrate</c> to <c>file:PATH</c>: stop, write the snapshot, stay stopped (QEMU's postmigrate).</summary>
+    public QmpMigration? Migration => _live && runner.LiveMigration is { } p ? Describe(p) : _fileMigration;
+
+    private static QmpMigration Describe(Csvmm.Machine.Migration.MigrationProgress p) =>
+        new(p.Status, p.TotalTimeMs, p.DowntimeMs, p.TotalRamBytes, p.Error)
+        {
+            TransferredBytes = Interlocked.Read(ref p.TransferredBytes), ZeroPages = p.ZeroPages, NormalPages = p.NormalPages,
+            DirtySyncCount = p.DirtySyncCount, RemainingPages = p.Finished ? 0 : p.LastDirtyPages, SetupTimeMs = p.SetupTimeMs,
+        };
+
+    public void CancelMigration() => runner.CancelMigration();
+
+    /// <summary>
+    /// <c>migrate</c>: to <c>file:PATH</c> stop, write the snapshot, stay stopped (QEMU's postmigrate); to <c>unix:PATH</c>
+    /// or <c>tcp:HOST:PORT</c> start a live migration to a csvmm started with <c>--incoming</c> there (the command returns
+    /// at once; MIGRATION events and query-migrate follow it).
+    /// </summary>
     public string? Migrate(string uri)
     {
+        if (!uri.StartsWith("file:", StringComparison.Ordinal))
+        {
+            if (Csvmm.Machine.Migration.MigrationUri.TryParse(uri, out string? problem) is not { } target) return problem;
+            bool running = runner.Status == "running";
+            string? refusal = runner.StartMigration(target, PauseTimeout, p => OnMigrationStatus(p, running));
+            if (refusal is not null)
+            {
+                _live = false;
+                _fileMigration = new QmpMigration("failed", 0, 0, 0, refusal);
+                return refusal;
+            }
+            _live = true;
+            Server?.Event("MIGRATION", w => w.WriteString("status", "setup"));
+            return null;
+        }
+        _live = false;
         if (MigrationPath(uri, out string path) is { } refused) return refused;
         if (SnapshotWriteCheck?.Invoke(path) is { } denied)
         {
-            Migration = new QmpMigration("failed", 0, 0, 0, denied);
+            _fileMigration = new QmpMigration("failed", 0, 0, 0, denied);
             return denied;
         }
         bool wasRunning = runner.Status == "running";
@@ -76,15 +115,25 @@ internal sealed class QmpMachine(MachineRunner runner, MachineConfig config) : I
         try
         {
             var (ram, downtime) = runner.SaveSnapshot(path, PauseTimeout);
-            Migration = new QmpMigration("completed", (long)(DateTime.UtcNow - started).TotalMilliseconds, (long)downtime.TotalMilliseconds, ram);
+            _fileMigration = new QmpMigration("completed", (long)(DateTime.UtcNow - started).TotalMilliseconds, (long)downtime.TotalMilliseconds, ram);
             if (wasRunning) Server?.Event("STOP");
             return null;
         }
         catch (Csvmm.Machine.Snapshot.SnapshotException e)
         {
-            Migration = new QmpMigration("failed", (long)(DateTime.UtcNow - started).TotalMilliseconds, 0, 0, e.Message);
+            _fileMigration = new QmpMigration("failed", (long)(DateTime.UtcNow - started).TotalMilliseconds, 0, 0, e.Message);
             return e.Message;
         }
+    }
+
+    /// <summary>A live migration's events, as QEMU sends them: MIGRATION for each status, STOP when the source stops for
+    /// the last copy, RESUME when a failed or cancelled migration lets it run again.</summary>
+    private void OnMigrationStatus(Csvmm.Machine.Migration.MigrationProgress p, bool wasRunning)
+    {
+        string status = p.Status;
+        if (status == "device" && wasRunning) Server?.Event("STOP");
+        Server?.Event("MIGRATION", w => w.WriteString("status", status));
+        if (p.Finished && status is "failed" or "cancelled" && wasRunning && runner.Status == "running") Server?.Event("RESUME");
     }
 
     /// <summary>MAC on the snapshot file a <c>migrate</c> writes: the refusal, or null to go on (null: not checked).</summary>
@@ -95,7 +144,7 @@ internal sealed class QmpMachine(MachineRunner runner, MachineConfig config) : I
     {
         path = "";
         if (!uri.StartsWith("file:", StringComparison.Ordinal) || uri.Length == 5)
-            return $"migration URI '{uri}' is not supported: csvmm migrates to file:PATH (a snapshot; restore with --incoming file:PATH)";
+            return $"migration URI '{uri}' is not supported: expected file:PATH, unix:PATH or tcp:HOST:PORT";
         if (uri.Contains('\0'))
             return "migration URI: a path cannot contain a NUL character";
         path = Path.GetFullPath(uri[5..]);

@@ -108,6 +108,29 @@ public class ParsingTests
         Assert.Equal("/tmp/x.snap", path);
     }
 
+    [Theory]
+    [InlineData("migrate", "file:/tmp/vm.snap", Csvmm.Security.VmOperation.Save)]
+    [InlineData("migrate", "unix:/tmp/m.sock", Csvmm.Security.VmOperation.MigrateOut)]
+    [InlineData("migrate", "tcp:127.0.0.1:4444", Csvmm.Security.VmOperation.MigrateOut)]
+    [InlineData("migrate", null, Csvmm.Security.VmOperation.MigrateOut)]
+    [InlineData("migrate_cancel", null, Csvmm.Security.VmOperation.Control)]
+    [InlineData("query-migrate", null, Csvmm.Security.VmOperation.Query)]
+    public void Each_QMP_command_is_the_management_operation_MAC_decides(string command, string? target, Csvmm.Security.VmOperation operation) =>
+        Assert.Equal(operation, QmpAuthorizer.OperationFor(command, target));
+
+    [Theory]
+    [InlineData("unix:/tmp/m.sock", "/tmp/m.sock", null)]
+    [InlineData("tcp:127.0.0.1:4444", null, "127.0.0.1:4444")]
+    public void IncomingWaitsForAMigrationAtASocket(string uri, string? unix, string? tcp)
+    {
+        var (o, err) = Parse("--incoming", uri);
+        Assert.Null(err);
+        Assert.Null(o!.Incoming);
+        Assert.Equal(unix, o.IncomingStream!.UnixPath);
+        Assert.Equal(tcp, o.IncomingStream.Tcp?.ToString());
+        Assert.False(o.BuiltInFirmware);
+    }
+
     [Fact]
     public void IncomingTakesTheMachineFromTheSnapshot()
     {
@@ -115,7 +138,10 @@ public class ParsingTests
         Assert.Null(err);
         Assert.Equal("/tmp/vm.snap", o!.Incoming);
         Assert.False(o.BuiltInFirmware);
-        Assert.Contains("expected file:PATH", Parse("--incoming", "tcp:1.2.3.4:5")!.Error);
+        Assert.Contains("expected file:PATH, unix:PATH or tcp:HOST:PORT", Parse("--incoming", "exec:cat")!.Error);
+        Assert.Contains("expected file:PATH", Parse("--incoming", "tcp:1.2.3.4")!.Error);
+        Assert.Contains("expected file:PATH", Parse("--incoming", "file:")!.Error);
+        Assert.Contains("cannot be given", Parse("--incoming", "unix:/tmp/m.sock", "--disk", "/d.img")!.Error);
         Assert.Contains("cannot be given", Parse("--incoming", "file:/a", "--firmware", "/fw")!.Error);
         Assert.Contains("cannot be given", Parse("--incoming", "file:/a", "--disk", "/d.img")!.Error);
         Assert.Contains("--memory and --cpus", Parse("--incoming", "file:/a", "--memory", "1G")!.Error);

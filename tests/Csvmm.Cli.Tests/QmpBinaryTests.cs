@@ -29,39 +29,10 @@ public sealed class QmpBinaryTests : IDisposable
         var stderr = p.StandardError.ReadToEndAsync();
         try
         {
+            using var qmp = new QmpTestClient(sock, TimeSpan.FromSeconds(30));
+            JsonElement Execute(string cmd) => qmp.Execute(cmd);
+            void WaitEvent(string name) => qmp.WaitEvent(name);
             var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (!File.Exists(sock) && !Directory.GetFileSystemEntries(_dir).Any() && DateTime.UtcNow < deadline) Thread.Sleep(20);
-            using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            s.Connect(new UnixDomainSocketEndPoint(sock));
-            s.ReceiveTimeout = 30_000;
-            using var reader = new StreamReader(new NetworkStream(s), Encoding.UTF8);
-            JsonElement Read() => JsonDocument.Parse(reader.ReadLine() ?? throw new Xunit.Sdk.XunitException("QMP closed")).RootElement.Clone();
-            // Events may come before or after a command's reply (QEMU sends STOP before stop's return): keep the ones
-            // read while waiting for a reply, so WaitEvent finds them.
-            var events = new List<string>();
-            JsonElement Execute(string cmd)
-            {
-                s.Send(Encoding.UTF8.GetBytes(cmd));
-                while (true)
-                {
-                    var m = Read();
-                    if (!m.TryGetProperty("event", out var e)) return m;
-                    events.Add(e.GetString()!);
-                }
-            }
-            void WaitEvent(string name)
-            {
-                while (!events.Remove(name))
-                {
-                    var m = Read();
-                    if (m.TryGetProperty("event", out var e)) events.Add(e.GetString()!);
-                    else throw new Xunit.Sdk.XunitException($"unexpected reply while waiting for {name}: {m}");
-                }
-            }
-
-            Assert.True(Read().TryGetProperty("QMP", out _));
-            Execute("""{"execute":"qmp_capabilities"}""");
-            deadline = DateTime.UtcNow.AddSeconds(30);
             while (Execute("""{"execute":"query-status"}""").GetProperty("return").GetProperty("status").GetString() != "running")
             {
                 Assert.True(DateTime.UtcNow < deadline, "the VM never ran");

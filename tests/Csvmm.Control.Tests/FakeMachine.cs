@@ -22,5 +22,6 @@ internal sealed class FakeMachine : IQmpMachine
     public string? MigrateError;
     public string? Migrate(string uri) { Calls.Add("migrate " + uri); if (MigrateError is null) Migration = new("completed", 12, 3, 4096); return MigrateError; }
     public QmpMigration? Migration { get; private set; }
+    public void CancelMigration() => Calls.Add("migrate_cancel");
     public IReadOnlyList<KeyValuePair<string, long>> Stats() => [new("exits", 42), new("uptime-ms", 7)];
 }

@@ -44,7 +44,7 @@ public sealed class QmpServerTests : IDisposable
     private sealed class RecordingAuthorizer : IQmpAuthorizer
     {
         public QmpPeer? Peer;
-        public string? Check(QmpPeer peer, string command) { Peer = peer; return null; }
+        public string? Check(QmpPeer peer, string command, string? target) { Peer = peer; return null; }
     }
 
     [Fact]

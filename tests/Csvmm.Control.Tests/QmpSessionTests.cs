@@ -175,6 +175,7 @@ public sealed class QmpSessionTests
         _machine.MigrateError = "a VM with disks cannot be saved yet";
         AssertError(Send("""{"execute":"migrate","arguments":{"uri":"file:/tmp/b"}}"""), "GenericError", "disks");
         Assert.Equal(JsonValueKind.Object, Send("""{"execute":"migrate_cancel"}""").GetProperty("return").ValueKind);
+        Assert.Equal("migrate_cancel", _machine.Calls[^1]);
     }
 
     [Fact]
@@ -225,7 +226,7 @@ public sealed class QmpSessionTests
     private sealed class DenyStop : IQmpAuthorizer
     {
         public readonly List<(QmpPeer, string)> Asked = [];
-        public string? Check(QmpPeer peer, string command)
+        public string? Check(QmpPeer peer, string command, string? target)
         {
             Asked.Add((peer, command));
             return command == "stop" ? "SELinux denied { control } for the VM" : null;

@@ -1,3 +1,4 @@
+using Csvmm.TinyGuests;
 using System.Text.RegularExpressions;
 using static Iced.Intel.AssemblerRegisters;
 

@@ -1,3 +1,4 @@
+using Csvmm.TinyGuests;
 using static Iced.Intel.AssemblerRegisters;
 
 namespace Csvmm.Machine.Tests.Guests;

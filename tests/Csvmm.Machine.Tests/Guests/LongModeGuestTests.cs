@@ -1,3 +1,4 @@
+using Csvmm.TinyGuests;
 using System.Text;
 using static Iced.Intel.AssemblerRegisters;
 

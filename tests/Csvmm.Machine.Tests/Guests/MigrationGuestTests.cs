@@ -1,3 +1,4 @@
+using Csvmm.TinyGuests;
 using System.Diagnostics;
 using Csvmm.Machine.Migration;
 using Serilog;

@@ -3,7 +3,7 @@ using Csvmm.TinyGuests;
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
 
-namespace Csvmm.Machine.Tests.Guests;
+namespace Csvmm.TinyGuests;
 
 /// <summary>
 /// Guests that count and print each value on COM1 as 8 hex digits and a newline, for save/restore and migration:

@@ -3,7 +3,7 @@ using static Iced.Intel.AssemblerRegisters;
 
 using Csvmm.TinyGuests;
 
-namespace Csvmm.Machine.Tests.Guests;
+namespace Csvmm.TinyGuests;
 
 /// <summary>
 /// Code fragments the tiny guests share, and the fixed guest layout they use. Every fragment only uses
