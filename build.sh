@@ -16,6 +16,7 @@ APT_PACKAGES=(
   golang-go golang-github-digitalocean-go-qemu-dev   # tests/qmp-client: a QMP client csvmm did not write
   qemu-system-x86 seabios            # the benchmark baseline and real firmware
   acpica-tools                       # iasl: independent check of csvmm's ACPI tables
+  libseccomp2                        # the per-thread seccomp filters (--seccomp), through P/Invoke
   secilc checkpolicy setools libsepol-dev   # SELinux policy build and oracle (sesearch)
   strace
   afl++                              # tests/fuzz: coverage-guided fuzzing (SharpFuzz-instrumented targets)

@@ -217,13 +217,14 @@ public sealed partial class IdeChannel
         {
             _channel = channel;
             _thread = new Thread(Loop) { Name = name, IsBackground = true };
-            _thread.Start();
+            Csvmm.Sys.ThreadConfinement.Start(_thread);
         }
 
         public void Kick() => _posted.Release();
 
         private void Loop()
         {
+            Csvmm.Sys.ThreadConfinement.Enter(Csvmm.Sys.ThreadRole.DeviceIo);
             while (true)
             {
                 _posted.Wait();

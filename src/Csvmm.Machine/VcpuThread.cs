@@ -81,6 +81,8 @@ public sealed class VcpuThread
         _started.Set();
         try
         {
+            // From here on this thread runs what the guest drives: confine it (seccomp, when csvmm installed it).
+            Csvmm.Sys.ThreadConfinement.Enter(Csvmm.Sys.ThreadRole.Vcpu);
             while (!_control.IsFinished)
             {
                 if (_pause.Requested)

@@ -121,7 +121,7 @@ public sealed class VirtioIoThread : IDisposable
     public void Start()
     {
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0) throw new InvalidOperationException("the I/O thread was already started");
-        _thread.Start();
+        Csvmm.Sys.ThreadConfinement.Start(_thread); // often on a vCPU thread, which may not create threads itself
     }
 
     /// <summary>Asks the loop to end and waits for it (requests in flight complete first). Idempotent.</summary>
@@ -156,6 +156,7 @@ public sealed class VirtioIoThread : IDisposable
                 fds[n + 1] = PollFd.For(_completions);
             }
 
+            Csvmm.Sys.ThreadConfinement.Enter(Csvmm.Sys.ThreadRole.DeviceIo); // what follows runs what the guest queued
             var poller = _pollMaxTicks > 0 ? (IQueuePoller)_processor : null;
             long idleWindow = 0, completionWindow = 0; // spin windows (Stopwatch ticks) per kind of wait
             bool polledSinceSleep = false; // work found by spinning may have left counts in the eventfds

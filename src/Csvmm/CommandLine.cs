@@ -14,6 +14,12 @@ public sealed record CliOptions(MachineConfig Machine, SerialSpec Serial, LogEve
     /// <summary>No --kernel or --firmware was given: the machine boots its disks through the built-in firmware.</summary>
     public bool BuiltInFirmware { get; init; }
 
+    /// <summary>--seccomp: the per-thread system-call filters (default kill).</summary>
+    public Csvmm.Sys.SeccompMode Seccomp { get; init; } = Csvmm.Sys.SeccompMode.Kill;
+
+    /// <summary>--seccomp-selftest ROLE (hidden, for tests): a thread of that kind makes a call on no list once filtered.</summary>
+    public Csvmm.Sys.ThreadRole? SeccompSelfTest { get; init; }
+
     /// <summary>--qmp unix:PATH: the QMP control socket's path, or null.</summary>
     public string? QmpSocket { get; init; }
 
@@ -148,6 +154,8 @@ public sealed class CommandLine
     public Option<string?> Qmp { get; } = new("--qmp") { Description = "QMP control socket: unix:PATH[,server=on][,wait=off] (created 0600; one client at a time)", HelpName = "unix:PATH" };
     public Option<string?> Incoming { get; } = new("--incoming") { Description = "Restore the machine from a snapshot (written by QMP migrate to file:PATH), or wait at unix:PATH / tcp:HOST:PORT for a live migration from another csvmm (QMP migrate there); the machine's kernel/firmware, disks, memory and vCPUs come from the source", HelpName = "file:PATH|unix:PATH|tcp:HOST:PORT" };
     public Option<double?> Timeout { get; } = new("--timeout") { Description = "Stop the VM after SECONDS (exit code 7)", HelpName = "SECONDS" };
+    public Option<string> Seccomp { get; } = new("--seccomp") { Description = "Per-thread system-call filters for the vCPU, device I/O and console threads: kill (default: any other call kills csvmm with SIGSYS and the kernel logs it), log (allowed and logged), off", HelpName = "kill|log|off", DefaultValueFactory = _ => "kill" };
+    public Option<string?> SeccompSelfTest { get; } = new("--seccomp-selftest") { Description = "Test hook: a thread of this kind (vcpu, device-io, console) makes a system call on no list once filtered", Hidden = true };
 
     public SecurityOptionSet Security { get; } = new();
     /// <summary>--selinux-transition (csvmm only, not check): re-exec in the VM's SELinux domain before guest RAM exists.</summary>
@@ -162,7 +170,7 @@ public sealed class CommandLine
     public CommandLine()
     {
         Root = new RootCommand("csvmm: a KVM virtual machine monitor that boots Linux guests from kernels, firmware and disk images");
-        foreach (var o in new Option[] { Kernel, Initrd, Append, Firmware, Disk, Memory, Cpus, Serial, NoReboot, LogLevel, LogFile, FirmwareLog, Timeout, Qmp, Incoming })
+        foreach (var o in new Option[] { Kernel, Initrd, Append, Firmware, Disk, Memory, Cpus, Serial, NoReboot, LogLevel, LogFile, FirmwareLog, Timeout, Qmp, Incoming, Seccomp, SeccompSelfTest })
             Root.Options.Add(o);
         Security.AddTo(Root);
         Root.Options.Add(SelinuxTransition);
@@ -254,6 +262,26 @@ public sealed class CommandLine
         else if (serialText.StartsWith("file:", StringComparison.Ordinal) && serialText.Length > 5) serial = new SerialSpec(SerialMode.File, serialText[5..]);
         else return (null, $"--serial {serialText}: expected stdio, file:PATH or none");
 
+        Csvmm.Sys.SeccompMode seccomp;
+        switch (r.GetValue(Seccomp))
+        {
+            case "kill": seccomp = Csvmm.Sys.SeccompMode.Kill; break;
+            case "log": seccomp = Csvmm.Sys.SeccompMode.Log; break;
+            case "off": seccomp = Csvmm.Sys.SeccompMode.Off; break;
+            case var other: return (null, $"--seccomp {other}: expected kill, log or off");
+        }
+        Csvmm.Sys.ThreadRole? selfTest = null;
+        if (r.GetValue(SeccompSelfTest) is { } roleText)
+        {
+            selfTest = roleText switch
+            {
+                "vcpu" => Csvmm.Sys.ThreadRole.Vcpu,
+                "device-io" => Csvmm.Sys.ThreadRole.DeviceIo,
+                "console" => Csvmm.Sys.ThreadRole.Console,
+                _ => null,
+            };
+            if (selfTest is null) return (null, $"--seccomp-selftest {roleText}: expected vcpu, device-io or console");
+        }
         string levelText = r.GetValue(LogLevel) ?? "warning";
         LogEventLevel? level = levelText.ToLowerInvariant() switch
         {
@@ -299,7 +327,7 @@ public sealed class CommandLine
             // Not an option: lets tests point csvmm at a missing KVM device to check the error path.
             KvmDevice = Environment.GetEnvironmentVariable("CSVMM_KVM_DEVICE") is { Length: > 0 } dev ? dev : "/dev/kvm",
         };
-        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName, security) { BuiltInFirmware = builtInFirmware, QmpSocket = qmp, Incoming = incoming, IncomingStream = incomingStream, FirmwareLog = r.GetValue(FirmwareLog)?.FullName }, null);
+        return (new CliOptions(config, serial, level.Value, r.GetValue(LogFile)?.FullName, security) { BuiltInFirmware = builtInFirmware, QmpSocket = qmp, Incoming = incoming, IncomingStream = incomingStream, FirmwareLog = r.GetValue(FirmwareLog)?.FullName, Seccomp = seccomp, SeccompSelfTest = selfTest }, null);
     }
 }
 

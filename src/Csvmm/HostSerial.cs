@@ -102,6 +102,7 @@ public sealed unsafe class HostSerialOutput : ISerialOutput, Csvmm.Machine.IFlus
 
     private void WriterLoop()
     {
+        Csvmm.Sys.ThreadConfinement.Enter(Csvmm.Sys.ThreadRole.Console);
         while (true)
         {
             int n;
@@ -218,6 +219,7 @@ public sealed class StdinPump
     {
         using var stdin = new FileStream(new SafeFileHandle(0, ownsHandle: false), FileAccess.Read, 0);
         var buf = new byte[256];
+        Csvmm.Sys.ThreadConfinement.Enter(Csvmm.Sys.ThreadRole.Console);
         while (true)
         {
             int n;

@@ -60,6 +60,7 @@ public static class Program
     {
         using var log = CreateLogger(options);
         var config = options.Machine;
+        if (ConfineThreads(options) is { } seccompProblem) return Fail(ExitCodes.Internal, seccompProblem);
 
         // --incoming: the machine is the one the snapshot or the migration's source describes; a snapshot file is checked
         // whole before anything else, a stream's header and spec are (the rest is checked as it arrives).
@@ -306,6 +307,45 @@ public static class Program
             hostOut?.Dispose();
             firmwareLog?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// --seccomp: every vCPU, device I/O and console thread installs its filter when it starts (see SeccompProfiles).
+    /// The filters are built once here first, so a missing libseccomp or an unknown system call is one line at start-up,
+    /// not a thread failing later. Returns the problem, or null.
+    /// </summary>
+    private static string? ConfineThreads(CliOptions options)
+    {
+        var mode = options.Seccomp;
+        if (mode == Csvmm.Sys.SeccompMode.Off) return null;
+        try
+        {
+            foreach (var role in Enum.GetValues<Csvmm.Sys.ThreadRole>())
+            {
+                using var probe = new Csvmm.Sys.SeccompFilter(mode);
+                foreach (string name in Csvmm.Machine.Hardening.SeccompProfiles.Syscalls(role)) probe.Allow(name);
+                probe.AllowIoctl(Csvmm.Machine.Hardening.SeccompProfiles.Ioctls(role));
+            }
+        }
+        catch (Csvmm.Sys.SysException e)
+        {
+            return e.Message;
+        }
+        var selfTest = options.SeccompSelfTest;
+        Csvmm.Sys.ThreadConfinement.Install(role =>
+        {
+            try
+            {
+                Csvmm.Machine.Hardening.SeccompProfiles.Apply(role, mode, selfTest);
+            }
+            catch (Csvmm.Sys.SysException e)
+            {
+                // A thread that cannot be confined must not run unconfined: stop csvmm with one line.
+                Console.Error.WriteLine($"csvmm: {role} thread: {e.Message}");
+                Environment.Exit(ExitCodes.Internal);
+            }
+        });
+        return null;
     }
 
     /// <summary>SO_PEERCRED of a connected unix socket (pid, uid), or (0, 0) for another kind of socket.</summary>
