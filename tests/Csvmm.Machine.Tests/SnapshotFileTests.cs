@@ -67,6 +67,65 @@ public sealed class SnapshotFileTests : IDisposable
         if (fragment is not null) Assert.Contains(fragment, e.Message);
     }
 
+    private static unsafe long AllocatedBytes(string path)
+    {
+        Tmds.Linux.stat st;
+        var name = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = name) Assert.Equal(0, Tmds.Linux.LibC.stat(p, &st));
+        return (long)st.st_blocks * 512;
+    }
+
+    [Fact]
+    public unsafe void Zero_ram_becomes_holes_that_cost_no_blocks_and_read_back_as_zeros_and_a_damaged_hole_is_caught()
+    {
+        // 8 MiB of "RAM": a written page at 1 MiB and at the very end, the rest zero.
+        const long Size = 8 << 20;
+        byte* ram = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)Size);
+        byte* back = (byte*)Tmds.Linux.LibC.mmap(null, (Tmds.Linux.size_t)(ulong)Size, Tmds.Linux.LibC.PROT_READ | Tmds.Linux.LibC.PROT_WRITE,
+            Tmds.Linux.LibC.MAP_PRIVATE | Tmds.Linux.LibC.MAP_ANONYMOUS, -1, 0);
+        try
+        {
+            new Span<byte>(ram + (1 << 20), 4096).Fill(0xAB);
+            new Span<byte>(ram + Size - 100, 100).Fill(0xCD);
+            string path = Path.Combine(_dir, "sparse.snap");
+            long holes;
+            using (var w = new SnapshotWriter(path))
+            {
+                w.Add(SectionKind.Spec, 0, Spec);
+                w.AddRam(0, (nint)ram, Size);
+                holes = w.HoleBytes;
+                w.Finish();
+            }
+            Assert.Equal(Size - 2 * SnapshotWriter.HoleGranularity, holes);
+            long allocated = AllocatedBytes(path);
+            Assert.True(allocated < 1 << 20, $"{allocated} bytes allocated for a file of {Size} mostly zero bytes");
+
+            // Restore into memory that is not zero (as a machine whose firmware was loaded would be): holes come back zero.
+            new Span<byte>(back, (int)Size).Fill(0x55);
+            using (var r = SnapshotReader.Open(path))
+            {
+                r.ReadRamInto(r.Find(SectionKind.Ram)!.Value, (nint)back, Size);
+                Assert.True(r.HoleBytesSkipped >= Size - 2 * SnapshotWriter.HoleGranularity, $"{r.HoleBytesSkipped} hole bytes skipped");
+            }
+            Assert.True(new ReadOnlySpan<byte>(ram, (int)Size).SequenceEqual(new ReadOnlySpan<byte>(back, (int)Size)));
+
+            // A byte written into a hole is data the CRC did not cover: refused.
+            using (var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+            {
+                using var r = SnapshotReader.Open(path);
+                f.Position = r.Find(SectionKind.Ram)!.Value.Offset + (3 << 20);
+                f.WriteByte(1);
+            }
+            using (var r = SnapshotReader.Open(path))
+                Assert.Contains("checksum mismatch", Assert.Throws<SnapshotException>(() => r.ReadRamInto(r.Find(SectionKind.Ram)!.Value, (nint)back, Size)).Message);
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.Free(ram);
+            Tmds.Linux.LibC.munmap(back, (Tmds.Linux.size_t)(ulong)Size);
+        }
+    }
+
     [Fact]
     public void Truncated_at_every_section_boundary_and_everywhere_in_the_header_is_refused()
     {

@@ -29,4 +29,49 @@ public static class Crc32C
 
     /// <summary>The CRC from a running value.</summary>
     public static uint Finish(uint running) => ~running;
+
+    private const uint ReflectedPolynomial = 0x82F6_3B78;
+
+    /// <summary>
+    /// The running value after <paramref name="count"/> zero bytes, in O(log count) instead of reading them: appending
+    /// zeros is a linear map of the 32-bit register, raised to the count's power by squaring (the method of zlib's
+    /// crc32_combine). A snapshot's hole (pages that were all zero and never written) is checked without touching it.
+    /// </summary>
+    public static uint AppendZeros(uint running, long count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (count == 0) return running;
+        Span<uint> odd = stackalloc uint[32], even = stackalloc uint[32];
+        odd[0] = ReflectedPolynomial; // the operator for one zero bit
+        uint row = 1;
+        for (int n = 1; n < 32; n++, row <<= 1) odd[n] = row;
+        Square(even, odd); // two zero bits
+        Square(odd, even); // four zero bits
+        // Each round squares once more (the first gives one zero byte) and applies it where count has a one bit.
+        while (true)
+        {
+            Square(even, odd);
+            if ((count & 1) != 0) running = Times(even, running);
+            count >>= 1;
+            if (count == 0) break;
+            Square(odd, even);
+            if ((count & 1) != 0) running = Times(odd, running);
+            count >>= 1;
+            if (count == 0) break;
+        }
+        return running;
+    }
+
+    private static uint Times(ReadOnlySpan<uint> matrix, uint vector)
+    {
+        uint sum = 0;
+        for (int i = 0; vector != 0; i++, vector >>= 1)
+            if ((vector & 1) != 0) sum ^= matrix[i];
+        return sum;
+    }
+
+    private static void Square(Span<uint> square, ReadOnlySpan<uint> matrix)
+    {
+        for (int n = 0; n < 32; n++) square[n] = Times(matrix, matrix[n]);
+    }
 }

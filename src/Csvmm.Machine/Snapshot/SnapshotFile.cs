@@ -91,7 +91,17 @@ public sealed class SnapshotWriter : IDisposable
         _sections.Add(new SnapshotSection(kind, index, offset, payload.Length, SnapshotFormat.Crc(payload)));
     }
 
-    /// <summary>Appends a RAM section straight from guest memory (any size; written in chunks, CRC computed on the way).</summary>
+    /// <summary>Bytes of RAM a hole may skip at a time: a run of this many zero bytes is not written.</summary>
+    public const int HoleGranularity = 64 << 10;
+
+    /// <summary>RAM bytes left out of the file as holes (all zero) so far.</summary>
+    public long HoleBytes { get; private set; }
+
+    /// <summary>
+    /// Appends a RAM section straight from guest memory (any size; CRC computed on the way). Zero runs of
+    /// <see cref="HoleGranularity"/> are not written but skipped, leaving holes in the file (a sparse file: a guest's
+    /// never-written RAM costs neither writes nor disk blocks); they read back as zeros, so the format is unchanged.
+    /// </summary>
     public unsafe void AddRam(uint index, nint address, long length)
     {
         if (length < 0) throw new ArgumentOutOfRangeException(nameof(length));
@@ -101,10 +111,15 @@ public sealed class SnapshotWriter : IDisposable
         uint crc = Crc32C.Start;
         for (long done = 0; done < length;)
         {
-            int n = (int)Math.Min(1 << 24, length - done);
+            int n = (int)Math.Min(HoleGranularity, length - done);
             var chunk = new ReadOnlySpan<byte>((byte*)address + done, n);
-            _file.Write(chunk);
             crc = Crc32C.Append(crc, chunk);
+            if (chunk.IndexOfAnyExcept((byte)0) < 0)
+            {
+                _file.Seek(n, SeekOrigin.Current);
+                HoleBytes += n;
+            }
+            else _file.Write(chunk);
             done += n;
         }
         _sections.Add(new SnapshotSection(SectionKind.Ram, index, offset, length, Crc32C.Finish(crc)));
@@ -300,24 +315,79 @@ public sealed class SnapshotReader : IDisposable
             throw new SnapshotException($"{_file.Name}: RAM section {section.Index} checksum mismatch (corrupted)");
     }
 
-    /// <summary>Copies a RAM section into guest memory at <paramref name="address"/> (exactly <paramref name="length"/> bytes) and checks its CRC.</summary>
+    /// <summary>RAM bytes the last <see cref="ReadRamInto"/> found as holes (not read, not touched).</summary>
+    public long HoleBytesSkipped { get; private set; }
+
+    /// <summary>
+    /// Copies a RAM section into guest memory at <paramref name="address"/> (exactly <paramref name="length"/> bytes,
+    /// private anonymous memory) and checks its CRC. The file's holes (SEEK_DATA / SEEK_HOLE) are not read: that guest
+    /// memory is dropped to zero-fill-on-demand (MADV_DONTNEED) and the CRC extended over the zeros arithmetically, so
+    /// RAM the guest never wrote costs neither reads nor page faults.
+    /// </summary>
     public unsafe void ReadRamInto(SnapshotSection section, nint address, long length)
     {
         if (section.Kind != SectionKind.Ram) throw new ArgumentException("not a RAM section");
         if (length != section.Length)
             throw new SnapshotException($"{_file.Name}: RAM section {section.Index} has {section.Length} bytes, the machine's region {length}");
         uint crc = Crc32C.Start;
-        _file.Position = section.Offset;
-        for (long done = 0; done < length;)
+        long start = section.Offset, end = section.Offset + length;
+        HoleBytesSkipped = 0;
+        for (long pos = start; pos < end;)
         {
-            int n = (int)Math.Min(1 << 24, length - done);
-            var chunk = new Span<byte>((byte*)address + done, n);
-            _file.ReadExactly(chunk);
-            crc = Crc32C.Append(crc, chunk);
-            done += n;
+            long data = Seek(pos, SeekData, end);
+            if (data > pos)
+            {
+                Zero((byte*)address + (pos - start), data - pos);
+                crc = Crc32C.AppendZeros(crc, data - pos);
+                HoleBytesSkipped += data - pos;
+                pos = data;
+                if (pos >= end) break;
+            }
+            long hole = Seek(pos, SeekHole, end);
+            if (hole <= pos) hole = end; // no holes known: read the rest
+            _file.Position = pos;
+            for (long at = pos; at < hole;)
+            {
+                int n = (int)Math.Min(1 << 24, hole - at);
+                var chunk = new Span<byte>((byte*)address + (at - start), n);
+                _file.ReadExactly(chunk);
+                crc = Crc32C.Append(crc, chunk);
+                at += n;
+            }
+            pos = hole;
         }
         if (Crc32C.Finish(crc) != section.Crc)
             throw new SnapshotException($"{_file.Name}: RAM section {section.Index} checksum mismatch (corrupted)");
+    }
+
+    private const int SeekData = 3, SeekHole = 4;
+
+    /// <summary>lseek(SEEK_DATA / SEEK_HOLE) from <paramref name="pos"/>, clamped to <paramref name="end"/>. No data after
+    /// pos (ENXIO) is end; a file system that cannot say (EINVAL) reports data at pos and its hole at end, so all is read.</summary>
+    private long Seek(long pos, int whence, long end)
+    {
+        int fd = (int)_file.SafeFileHandle.DangerousGetHandle();
+        long r = Tmds.Linux.LibC.lseek(fd, pos, whence);
+        if (r < 0) return Tmds.Linux.LibC.errno == Tmds.Linux.LibC.ENXIO && whence == SeekData ? end : whence == SeekData ? pos : end;
+        return Math.Min(r, end);
+    }
+
+    /// <summary>Makes [p, +length) of private anonymous memory zero: whole pages are dropped (they come back zero on first touch), the ragged ends cleared.</summary>
+    private static unsafe void Zero(byte* p, long length)
+    {
+        const long Page = 4096;
+        long head = Math.Min(length, (Page - (long)p % Page) % Page);
+        new Span<byte>(p, (int)head).Clear();
+        long whole = (length - head) / Page * Page;
+        if (whole > 0 && Tmds.Linux.LibC.madvise(p + head, (Tmds.Linux.size_t)(ulong)whole, Tmds.Linux.LibC.MADV_DONTNEED) != 0)
+            for (long done = 0; done < whole;)
+            {
+                int n = (int)Math.Min(1 << 30, whole - done);
+                new Span<byte>(p + head + done, n).Clear();
+                done += n;
+            }
+        long tail = length - head - whole;
+        new Span<byte>(p + head + whole, (int)tail).Clear();
     }
 
     public void Dispose() => _file.Dispose();
