@@ -61,7 +61,14 @@ public sealed unsafe class GuestMemory : IDisposable
         }
     }
 
-    /// <summary>Maps a new zero-filled region (MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE).</summary>
+    private const int MadvHugepage = 14, MadvDontdump = 16;
+
+    /// <summary>
+    /// Maps a new zero-filled region (MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE), asks for transparent huge pages
+    /// (MADV_HUGEPAGE, as QEMU does: fewer faults and TLB misses for the guest, and RAM the guest never wrote reads as the
+    /// shared huge zero page, which a snapshot or migration scans quickly) and keeps it out of core dumps (MADV_DONTDUMP:
+    /// a crashing csvmm must not write the guest's memory to disk). Both are hints: a host without them maps normally.
+    /// </summary>
     public GuestRegion AddRegion(GuestAddress start, ulong size, string name, bool readOnly = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -80,6 +87,8 @@ public sealed unsafe class GuestMemory : IDisposable
             int errno = LibC.errno;
             throw new GuestMemoryException($"cannot map {size >> 20} MiB for {name}: {Marshal.GetPInvokeErrorMessage(errno)}");
         }
+        LibC.madvise(p, (size_t)size, MadvHugepage);
+        LibC.madvise(p, (size_t)size, MadvDontdump);
         var region = new GuestRegion(start, size, (nint)p, readOnly, name);
         var list = new List<GuestRegion>(_regions) { region };
         list.Sort((a, b) => a.Start.CompareTo(b.Start));
