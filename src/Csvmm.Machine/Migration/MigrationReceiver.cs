@@ -82,6 +82,14 @@ public sealed class MigrationReceiver : IIncomingMachine, IDisposable
         try
         {
             _reader.RamTarget = MachineSnapshot.RamRegions(vm).Select(r => (r.HostAddress, r.Size)).ToList();
+            try
+            {
+                MigrationReader.Reply(_stream, null, MigrationFormat.ReplyReady); // built and allowed: the source may start copying
+            }
+            catch (IOException e)
+            {
+                throw new SnapshotException($"{Source}: the source went away: {e.Message}");
+            }
             var sections = new Dictionary<(SectionKind Kind, uint Index), byte[]>();
             while (true)
             {

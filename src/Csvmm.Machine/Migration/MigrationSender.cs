@@ -126,6 +126,9 @@ public sealed class MigrationSender
         {
             _writer.WriteHeader();
             _writer.WriteSection(RecordKind.Spec, 0, _vm.Config.Spec.Encode());
+            _stream.Flush();
+            // The destination builds its machine and decides (MAC, disks) first: none of that is downtime.
+            if (MigrationWriter.ReadReply(_stream, MigrationFormat.ReplyReady) is { } notReady) throw new SnapshotException(notReady);
 
             if (!_stopVcpus()) throw new SnapshotException("the vCPUs did not stop");
             stopped = true;
@@ -152,6 +155,7 @@ public sealed class MigrationSender
             var down = Stopwatch.StartNew();
             if (!_stopVcpus()) throw new SnapshotException("the vCPUs did not stop");
             stopped = true;
+            long tStopped = down.ElapsedTicks;
             Progress.Status = "device";
             _vm.Platform.QuiesceDevices();
             quiesced = true;
@@ -166,8 +170,10 @@ public sealed class MigrationSender
             long before = Progress.NormalPages + Progress.ZeroPages;
             SendDirty(skipZero: false);
             Progress.FinalPages = Progress.NormalPages + Progress.ZeroPages - before;
+            long tPages = down.ElapsedTicks;
             foreach (var (kind, index, payload) in MachineSnapshot.CaptureState(_vm))
                 _writer.WriteSection((RecordKind)kind, index, payload);
+            long tState = down.ElapsedTicks;
             foreach (var d in _vm.Config.AttachedDisks)
             {
                 var result = d.Backend.Flush();
@@ -180,8 +186,12 @@ public sealed class MigrationSender
             }
             _writer.WriteEnd();
             _stream.Flush();
+            long tSent = down.ElapsedTicks;
             if (MigrationWriter.ReadReply(_stream) is { } refused) throw new SnapshotException(refused);
             Progress.DowntimeMs = down.ElapsedMilliseconds;
+            double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
+            _log.Debug("migration downtime: vCPUs stopped {Stop:0.0} ms, last {Pages} pages {PagesMs:0.0} ms, state {State:0.0} ms, disks + END {Sent:0.0} ms, destination's reply {Reply:0.0} ms",
+                Ms(tStopped), Progress.FinalPages, Ms(tPages - tStopped), Ms(tState - tPages), Ms(tSent - tState), Ms(down.ElapsedTicks - tSent));
             _vm.StopDirtyLogging();
             logging = false;
             _vm.Platform.ResumeDevices(); // the vCPUs stay stopped; nothing is left for the devices to do

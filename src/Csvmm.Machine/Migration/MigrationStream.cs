@@ -28,8 +28,12 @@ public enum RecordKind : uint
 /// records:           u32 kind, u32 index, u64 payload length, payload, u32 CRC-32C of the 16-byte head and the payload
 ///                    SPEC first (exactly once); PAGE and ZERO any number of times, later ones overwriting earlier;
 ///                    DEVS, VCPU (one per vCPU), IRQC, PIT2, CCLK once each, as in a snapshot file; END last
-/// reply (destination → source, after END): u32 "CSOK" or "CSNO", u32 length (≤ 4096), a UTF-8 message
+/// replies (destination → source): u32 "CSRD" (after SPEC: the machine is built and allowed, send the rest),
+///                    "CSOK" (after END: loaded, disks taken) or "CSNO" (refused, at any time), u32 length (≤ 4096), a
+///                    UTF-8 message (the refusal's reason)
 /// </code>
+/// The source waits for CSRD before it copies anything, so the destination's set-up (building the machine, the MAC
+/// decisions, opening the disks) is never part of the downtime.
 /// The destination checks every record as it arrives (known kind, bounded length, pages inside a RAM region, CRC) and
 /// refuses the stream as a whole on the first bad one; the machine it was filling never runs.
 /// </summary>
@@ -40,7 +44,7 @@ public static class MigrationFormat
     public const int HeaderLength = 16, RecordHeadLength = 16, PageSize = 4096;
     /// <summary>Pages in one PAGE record at most (1 MiB of data).</summary>
     public const int MaxPagesPerRecord = 256;
-    public const uint ReplyOk = 0x4B4F5343, ReplyRefused = 0x4F4E5343; // "CSOK", "CSNO"
+    public const uint ReplyOk = 0x4B4F5343, ReplyRefused = 0x4F4E5343, ReplyReady = 0x44525343; // "CSOK", "CSNO", "CSRD"
     public const int MaxReplyMessage = 4096;
 
     internal static bool Known(RecordKind k) => Enum.IsDefined(k);
@@ -111,19 +115,20 @@ public sealed class MigrationWriter(Stream stream)
         PayloadBytes += prefix.Length + payload.Length;
     }
 
-    /// <summary>Reads the destination's reply: null when it accepted the VM, else its reason.</summary>
-    public static string? ReadReply(Stream stream)
+    /// <summary>Reads the destination's reply: null when it is <paramref name="expected"/> (OK: it accepted the VM; ready: send the rest), else why not.</summary>
+    public static string? ReadReply(Stream stream, uint expected = MigrationFormat.ReplyOk)
     {
         var head = new byte[8];
         stream.ReadExactly(head);
         uint status = BinaryPrimitives.ReadUInt32LittleEndian(head);
         uint length = BinaryPrimitives.ReadUInt32LittleEndian(head.AsSpan(4));
-        if (status is not (MigrationFormat.ReplyOk or MigrationFormat.ReplyRefused) || length > MigrationFormat.MaxReplyMessage)
+        if (status is not (MigrationFormat.ReplyOk or MigrationFormat.ReplyRefused or MigrationFormat.ReplyReady) || length > MigrationFormat.MaxReplyMessage)
             return "the destination's reply is not a csvmm migration reply";
         var message = new byte[length];
         stream.ReadExactly(message);
         string text = System.Text.Encoding.UTF8.GetString(message);
-        return status == MigrationFormat.ReplyOk ? null : $"the destination refused the VM: {text}";
+        if (status == MigrationFormat.ReplyRefused) return $"the destination refused the VM: {text}";
+        return status == expected ? null : "the destination's reply came out of turn";
     }
 }
 
@@ -260,13 +265,13 @@ public sealed class MigrationReader(Stream stream, string source)
         }
     }
 
-    /// <summary>Sends the destination's reply (see <see cref="MigrationFormat"/>).</summary>
-    public static void Reply(Stream stream, string? refusal)
+    /// <summary>Sends the destination's reply (see <see cref="MigrationFormat"/>): OK (or <paramref name="success"/>) when <paramref name="refusal"/> is null.</summary>
+    public static void Reply(Stream stream, string? refusal, uint success = MigrationFormat.ReplyOk)
     {
         byte[] message = System.Text.Encoding.UTF8.GetBytes(refusal ?? "");
         if (message.Length > MigrationFormat.MaxReplyMessage) message = message[..MigrationFormat.MaxReplyMessage];
         var r = new byte[8 + message.Length];
-        BinaryPrimitives.WriteUInt32LittleEndian(r, refusal is null ? MigrationFormat.ReplyOk : MigrationFormat.ReplyRefused);
+        BinaryPrimitives.WriteUInt32LittleEndian(r, refusal is null ? success : MigrationFormat.ReplyRefused);
         BinaryPrimitives.WriteUInt32LittleEndian(r.AsSpan(4), (uint)message.Length);
         message.CopyTo(r, 8);
         stream.Write(r);

@@ -46,6 +46,7 @@ public sealed record MigrationUri(string Text, string? UnixPath, IPEndPoint? Tcp
             EndPoint ep = UnixPath is not null ? new UnixDomainSocketEndPoint(UnixPath) : Tcp!;
             socket.ConnectAsync(ep, cts.Token).AsTask().GetAwaiter().GetResult();
             socket.SendBufferSize = 4 << 20;
+            socket.ReceiveTimeout = 60_000; // the destination's replies: a destination that hangs fails the migration
             return socket;
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException)
@@ -109,6 +110,7 @@ public sealed record MigrationUri(string Text, string? UnixPath, IPEndPoint? Tcp
             using var cts = timeout is { } t ? new CancellationTokenSource(t) : new CancellationTokenSource();
             var client = listener.AcceptAsync(cts.Token).AsTask().GetAwaiter().GetResult();
             client.ReceiveBufferSize = 4 << 20;
+            client.ReceiveTimeout = 60_000; // a source that stops sending for a minute is gone
             return client;
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException)

@@ -155,11 +155,15 @@ public sealed unsafe class MigrationStreamTests : IDisposable
     public void The_reply_says_whether_the_destination_took_the_VM()
     {
         var ms = new MemoryStream();
+        MigrationReader.Reply(ms, null, MigrationFormat.ReplyReady);
+        MigrationReader.Reply(ms, null);
         MigrationReader.Reply(ms, null);
         MigrationReader.Reply(ms, "SELinux denied { migrate_in }");
         MigrationReader.Reply(ms, new string('x', 10_000));
         ms.Position = 0;
+        Assert.Null(MigrationWriter.ReadReply(ms, MigrationFormat.ReplyReady));
         Assert.Null(MigrationWriter.ReadReply(ms));
+        Assert.Equal("the destination's reply came out of turn", MigrationWriter.ReadReply(ms, MigrationFormat.ReplyReady));
         Assert.Equal("the destination refused the VM: SELinux denied { migrate_in }", MigrationWriter.ReadReply(ms));
         Assert.Equal(MigrationFormat.MaxReplyMessage, MigrationWriter.ReadReply(ms)!.Length - "the destination refused the VM: ".Length);
         Assert.Contains("not a csvmm migration reply", MigrationWriter.ReadReply(new MemoryStream(new byte[8])));
