@@ -25,7 +25,10 @@ public sealed class Crc32CTests
     public void Appending_zeros_by_the_count_equals_appending_zero_bytes(int count)
     {
         foreach (uint running in new uint[] { Crc32C.Start, 0, 0x1234_5678, Crc32C.Append(Crc32C.Start, "csvmm"u8) })
+        {
             Assert.Equal(Crc32C.Append(running, new byte[count]), Crc32C.AppendZeros(running, count));
+            Assert.Equal(Crc32C.Append(running, new byte[count]), Crc32C.ApplyZeros(Crc32C.ZerosOperator(count), running));
+        }
         Assert.Equal(0x8A9136AAu, Crc32C.Finish(Crc32C.AppendZeros(Crc32C.Start, 32))); // RFC 3720 B.4: 32 bytes of zeros
     }
 }

@@ -41,25 +41,50 @@ public static class Crc32C
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (count == 0) return running;
+        return Times(ZerosOperator(count), running);
+    }
+
+    /// <summary>
+    /// The 32×32 bit matrix (one uint per column) that appends <paramref name="count"/> zero bytes to a running value
+    /// (<see cref="ApplyZeros"/>): worth keeping when the same run length recurs, as a snapshot's zero chunks do.
+    /// </summary>
+    public static uint[] ZerosOperator(long count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var result = new uint[32];
+        for (int i = 0; i < 32; i++) result[i] = 1u << i; // identity
+        if (count == 0) return result;
         Span<uint> odd = stackalloc uint[32], even = stackalloc uint[32];
         odd[0] = ReflectedPolynomial; // the operator for one zero bit
         uint row = 1;
         for (int n = 1; n < 32; n++, row <<= 1) odd[n] = row;
         Square(even, odd); // two zero bits
         Square(odd, even); // four zero bits
-        // Each round squares once more (the first gives one zero byte) and applies it where count has a one bit.
+        // Each round squares once more (the first gives one zero byte) and applies it where count has a one bit
+        // (the powers commute, so composing them into one matrix is the same as applying them in turn).
+        Span<uint> next = stackalloc uint[32];
         while (true)
         {
             Square(even, odd);
-            if ((count & 1) != 0) running = Times(even, running);
+            if ((count & 1) != 0) Compose(result, even, next);
             count >>= 1;
             if (count == 0) break;
             Square(odd, even);
-            if ((count & 1) != 0) running = Times(odd, running);
+            if ((count & 1) != 0) Compose(result, odd, next);
             count >>= 1;
             if (count == 0) break;
         }
-        return running;
+        return result;
+    }
+
+    /// <summary><paramref name="running"/> after the zero bytes <paramref name="zerosOperator"/> stands for.</summary>
+    public static uint ApplyZeros(ReadOnlySpan<uint> zerosOperator, uint running) => Times(zerosOperator, running);
+
+    /// <summary>result := step ∘ result.</summary>
+    private static void Compose(Span<uint> result, ReadOnlySpan<uint> step, Span<uint> scratch)
+    {
+        for (int i = 0; i < 32; i++) scratch[i] = Times(step, result[i]);
+        scratch.CopyTo(result);
     }
 
     private static uint Times(ReadOnlySpan<uint> matrix, uint vector)
