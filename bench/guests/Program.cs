@@ -5,7 +5,8 @@ using Iced.Intel;
 namespace Csvmm.Bench.Guests;
 
 /// <summary>
-/// <c>Csvmm.Bench.Guests OUTDIR [N ...]</c>: writes pio-N.bin, mmio-N.bin and popcnt-N.bin for every N (default 0, 1000, 1000000).
+/// <c>Csvmm.Bench.Guests OUTDIR [N ...]</c>: writes pio-N.bin, mmio-N.bin and popcnt-N.bin for every N (default 0, 1000, 1000000),
+/// and ramwriter.bin (the migration benchmark's guest: rewrites 1 MiB of its RAM page by page and counts on COM1).
 /// <c>--disasm IMAGE</c> prints the code of an image written by this tool.
 /// </summary>
 public static class Program
@@ -39,6 +40,7 @@ public static class Program
             Save(GuestPrograms.MmioLoop(n), Path.Combine(args[0], $"mmio-{n}.bin"));
             Save(GuestPrograms.PopcntLoop(n), Path.Combine(args[0], $"popcnt-{n}.bin"));
         }
+        Save(CountingGuests.RamWriter(256), Path.Combine(args[0], "ramwriter.bin"));
         return 0;
     }
 
