@@ -35,6 +35,17 @@ public sealed class SeccompProfilesTests
     }
 
     [Fact]
+    public void The_list_sizes_are_the_ones_README_reports()
+    {
+        // README.md, "Hardening": change both together.
+        Assert.Equal(37, SeccompProfiles.Syscalls(ThreadRole.Vcpu).Count);
+        Assert.Equal(22, SeccompProfiles.Ioctls(ThreadRole.Vcpu).Count);
+        Assert.Equal(39, SeccompProfiles.Syscalls(ThreadRole.DeviceIo).Count);
+        Assert.Equal(5, SeccompProfiles.Ioctls(ThreadRole.DeviceIo).Count);
+        Assert.Equal(27, SeccompProfiles.Syscalls(ThreadRole.Console).Count);
+    }
+
+    [Fact]
     public void A_filter_is_built_for_each_role_without_loading_it()
     {
         foreach (var role in Enum.GetValues<ThreadRole>())
