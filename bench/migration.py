@@ -111,7 +111,7 @@ def save_restore(vmm, mem, d):
         if info["status"] != "completed": raise RuntimeError(f"save: {info}")
     finally:
         p.kill(); p.wait()
-    size = os.stat(snap).st_size
+    st = os.stat(snap); size = (st.st_size, st.st_blocks * 512)
     os.unlink(qmp) if os.path.exists(qmp) else None
     t0 = time.perf_counter()
     r = start(argv(vmm, mem, qmp, serial + "2", incoming=f"file:{snap}" if vmm == "csvmm" else f"exec:cat {snap}"))
@@ -149,4 +149,5 @@ for mem in (64, 512):
                   f"sent {statistics.median(r[2] for r in rows) / 2**20:6.1f} MiB", flush=True)
         if files:
             print(f"{vmm:5} {mem:3} MiB  save {statistics.median(f[0] for f in files) * 1000:7.1f} ms, restore to running "
-                  f"{statistics.median(f[1] for f in files) * 1000:7.1f} ms, file {statistics.median(f[2] for f in files) / 2**20:6.1f} MiB", flush=True)
+                  f"{statistics.median(f[1] for f in files) * 1000:7.1f} ms, file {statistics.median(f[2][0] for f in files) / 2**20:6.1f} MiB "
+                  f"({statistics.median(f[2][1] for f in files) / 2**20:.1f} MiB allocated)", flush=True)
