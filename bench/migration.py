@@ -15,30 +15,11 @@ every round's number on COM1. RAM is 64 MiB or 512 MiB; most of it is never writ
   restore   a new process from that file (csvmm --incoming file:PATH, QEMU -incoming "exec:cat PATH") from its start
             until query-status says running."""
 import json, os, re, socket, statistics, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qmp import Qmp
 
 IMAGE = "bench/build/images/ramwriter.bin"
 CSVMM = os.environ.get("CSVMM", "out/csvmm")
-
-class Qmp:
-    def __init__(self, path, limit=30):
-        deadline = time.perf_counter() + limit
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX); self.s.connect(path); break
-            except OSError:
-                if time.perf_counter() > deadline: raise
-                time.sleep(0.005)
-        self.f = self.s.makefile("r")
-        json.loads(self.f.readline())
-        self.cmd("qmp_capabilities")
-
-    def cmd(self, name, **args):
-        self.s.sendall(json.dumps({"execute": name, "arguments": args} if args else {"execute": name}).encode())
-        while True:
-            m = json.loads(self.f.readline())
-            if "event" not in m:
-                if "error" in m: raise RuntimeError(f"{name}: {m['error']}")
-                return m["return"]
 
 def argv(vmm, mem, qmp, serial, incoming=None):
     if vmm == "csvmm":
@@ -82,7 +63,7 @@ def migrate(vmm, mem, d):
         while not os.path.exists(sock):
             if time.perf_counter() > t: raise RuntimeError("the destination never listened")
             time.sleep(0.005)
-        q = Qmp(sq)
+        q = Qmp(sq, time.perf_counter() + 30)
         t0 = time.perf_counter()
         q.cmd("migrate", uri=f"unix:{sock}")
         info = wait_migrated(q)
@@ -103,7 +84,7 @@ def save_restore(vmm, mem, d):
     p = start(argv(vmm, mem, qmp, serial))
     try:
         wait_numbers(serial, 3)
-        q = Qmp(qmp)
+        q = Qmp(qmp, time.perf_counter() + 30)
         t0 = time.perf_counter()
         q.cmd("migrate", uri=f"file:{snap}" if vmm == "csvmm" else f"exec:cat > {snap}")
         info = wait_migrated(q)
@@ -116,7 +97,7 @@ def save_restore(vmm, mem, d):
     t0 = time.perf_counter()
     r = start(argv(vmm, mem, qmp, serial + "2", incoming=f"file:{snap}" if vmm == "csvmm" else f"exec:cat {snap}"))
     try:
-        q = Qmp(qmp)
+        q = Qmp(qmp, t0 + 30)
         while q.cmd("query-status").get("status") != "running":
             if time.perf_counter() > t0 + 60: raise RuntimeError("restored VM never ran")
             time.sleep(0.001)

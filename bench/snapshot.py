@@ -8,6 +8,8 @@ this project's emulating KVM, so the kernel stops there and waits, its RAM holdi
            exec:cat PATH`) from its start until query-status says running.
 Also the file's size and the blocks it occupies."""
 import json, os, socket, statistics, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qmp import Qmp
 
 def kit(script):
     return subprocess.run([f"tests/guest/{script}"], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
@@ -27,26 +29,6 @@ def vmm_argv(vmm, qmp, incoming=None):
             "-initrd", INITRD, "-append", APPEND, "-display", "none", "-nodefaults", "-serial", "stdio",
             "-qmp", f"unix:{qmp},server=on,wait=off"]
     return argv + (["-incoming", f"exec:cat {incoming}"] if incoming else [])
-
-class Qmp:
-    def __init__(self, path, deadline):
-        while True:
-            try:
-                self.s = socket.socket(socket.AF_UNIX); self.s.connect(path); break
-            except OSError:
-                if time.perf_counter() > deadline: raise
-                time.sleep(0.01)
-        self.f = self.s.makefile("r")
-        json.loads(self.f.readline())
-        self.cmd("qmp_capabilities")
-
-    def cmd(self, name, **args):
-        self.s.sendall(json.dumps({"execute": name, "arguments": args} if args else {"execute": name}).encode())
-        while True:
-            m = json.loads(self.f.readline())
-            if "event" not in m:
-                if "error" in m: raise RuntimeError(f"{name}: {m['error']}")
-                return m["return"]
 
 def wait_for(p, marker, limit):
     buf = b""; t0 = time.perf_counter()

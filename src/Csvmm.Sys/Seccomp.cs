@@ -56,11 +56,9 @@ public sealed unsafe partial class SeccompFilter : IDisposable
             throw new SysException($"seccomp: {Lib} is not installed (Debian: libseccomp2); run with --seccomp off to go without filters");
         }
         if (_ctx == 0) throw new SysException("seccomp: seccomp_init failed");
-        // Killing: the kernel logs the call that was refused, so the thread and system call are on record.
-        if (AttrSet(_ctx, AttrCtlLog, 1) != 0 && mode == SeccompMode.Kill)
-        {
-            // An older kernel without SECCOMP_FILTER_FLAG_LOG: the kill still happens, only unlogged.
-        }
+        // The kernel logs the refused call, so the thread and system call are on record. Best effort: a kernel without
+        // SECCOMP_FILTER_FLAG_LOG still kills, only unlogged.
+        AttrSet(_ctx, AttrCtlLog, 1);
     }
 
     /// <summary>Allows <paramref name="syscall"/> (a name from the kernel's table, e.g. "futex").</summary>

@@ -65,11 +65,10 @@ public sealed record MigrationUri(string Text, string? UnixPath, IPEndPoint? Tcp
         Socket listener;
         if (UnixPath is { } path)
         {
-            if (File.Exists(path) || Directory.Exists(path))
+            switch (Kind(path))
             {
-                if ((File.GetAttributes(path) & FileAttributes.Directory) != 0 || !IsSocket(path))
-                    throw new SnapshotException($"--incoming {Text}: the path exists and is not a socket");
-                File.Delete(path);
+                case PathKind.Other: throw new SnapshotException($"--incoming {Text}: the path exists and is not a socket");
+                case PathKind.Socket: File.Delete(path); break; // a stale socket of an earlier run
             }
             listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             try
@@ -125,12 +124,15 @@ public sealed record MigrationUri(string Text, string? UnixPath, IPEndPoint? Tcp
         }
     }
 
-    private static unsafe bool IsSocket(string path)
+    private enum PathKind { None, Socket, Other }
+
+    /// <summary>What is at the path, without following a symlink (lstat; S_IFSOCK = 0140000), as QmpServer checks its own.</summary>
+    private static unsafe PathKind Kind(string path)
     {
         Tmds.Linux.stat st;
         var bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
         fixed (byte* p = bytes)
-            if (Tmds.Linux.LibC.lstat(p, &st) != 0) return false;
-        return ((uint)st.st_mode & 0xF000) == 0xC000;
+            if (Tmds.Linux.LibC.lstat(p, &st) != 0) return PathKind.None;
+        return ((uint)st.st_mode & 0xF000) == 0xC000 ? PathKind.Socket : PathKind.Other;
     }
 }
